@@ -1,0 +1,104 @@
+"""The `mode2` command: one entry point, one subcommand per job.
+
+The dispatcher knows each subcommand only as a string ``"package.module"`` plus a one-line purpose,
+and imports the module when that subcommand is chosen. So `mode2 --help` works on the device install
+(no torch), and no package imports another against the layout in DESIGN.md: the training commands are
+reached by name, never by an import statement here.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    purpose: str
+    extra: str  # the pip extra that provides this command's dependencies
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command("runtime.demo_command", "run the whole pipeline end to end on the built-in defaults", "train"),
+    "simulate": Command(
+        "training.synth.cli", "write synthetic sessions (EMG + hand labels) from the physiological world", "train"
+    ),
+    "inspect": Command("training.inspect_command", "summarise session .h5 files (rates, RMS, label quality)", "train"),
+    "inspect-checkpoint": Command(
+        "training.inspect_checkpoint_command", "say what a checkpoint file is and what it expects", "train"
+    ),
+    "pretrain-backbone": Command(
+        "training.pretrain_command", "train the stand-in vemg2pose backbone on the synthetic 16-ch world", "train"
+    ),
+    "train": Command("training.train_command", "train the Mode 2 transfer model (or the direct baseline)", "train"),
+    "evaluate": Command(
+        "training.evaluate_command", "evaluate checkpoints on held-out sessions against baselines", "train"
+    ),
+    "export-onnx": Command("export.export_command", "export a checkpoint to a self-contained, parity-checked ONNX", "train"),
+    "hand-sim": Command("firmware_bridge.hand_sim_command", "run the emulated hand (C firmware) on a pseudo-terminal", "device"),
+}
+
+
+def _available_commands() -> dict[str, Command]:
+    """Commands whose module exists in this checkout (issues land one by one)."""
+    found = {}
+    for name, command in COMMANDS.items():
+        if importlib.util.find_spec(command.module.rsplit(".", 1)[0]) is None:
+            continue
+        try:
+            spec = importlib.util.find_spec(command.module)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            found[name] = command
+    return found
+
+
+def _load(name: str, command: Command):
+    try:
+        return importlib.import_module(command.module)
+    except ModuleNotFoundError as error:
+        missing = error.name or "a dependency"
+        raise SystemExit(
+            f"mode2 {name}: needs the Python package '{missing}', which is not installed. "
+            f"Install the '{command.extra}' extra: pip install -e '.[{command.extra}]'"
+        ) from error
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    commands = _available_commands()
+    parser = argparse.ArgumentParser(
+        prog="mode2",
+        description="Forearm EMG → prosthetic hand: record, train, export-onnx, run, dashboard.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, command in commands.items():
+        sub = subparsers.add_parser(name, help=command.purpose, description=command.purpose)
+        if name == selected:
+            _load(name, command).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = _available_commands()
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in commands else None)
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = _load(args.command, commands[args.command])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
