@@ -39,8 +39,12 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command(
         "training.evaluate_command", "evaluate checkpoints on held-out sessions against baselines", "train"
     ),
-    "export-onnx": Command("export.export_command", "export a checkpoint to a self-contained, parity-checked ONNX", "train"),
-    "hand-sim": Command("firmware_bridge.hand_sim_command", "run the emulated hand (C firmware) on a pseudo-terminal", "device"),
+    "export-onnx": Command(
+        "export.export_command", "export a checkpoint to a self-contained, parity-checked ONNX", "train"
+    ),
+    "hand-sim": Command(
+        "firmware_bridge.hand_sim_command", "run the emulated hand (C firmware) on a pseudo-terminal", "device"
+    ),
 }
 
 

@@ -1,0 +1,155 @@
+"""Read a MANO model file (`MANO_RIGHT.pkl`) without chumpy and without executing arbitrary pickles.
+
+The original files are Python-2 pickles whose arrays are chumpy `Ch` objects and whose J_regressor is
+a scipy sparse matrix. A restricted unpickler turns every chumpy and scipy.sparse class into an inert
+record, from which the arrays are taken; numpy's own array reconstructors are the only callables
+allowed. Numpy-converted pkls (plain arrays) load through the same path.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANO_KEYS = {
+    "v_template": (778, 3),
+    "J_regressor": (16, 778),
+    "weights": (778, 16),
+    "posedirs": (778, 3, 135),
+    "shapedirs": (778, 3, 10),
+    "kintree_table": (2, 16),
+    "f": (1538, 3),
+}
+WHERE_TO_GET_MANO = "register and download it from https://mano.is.tue.mpg.de (MANO is licensed; we never ship it)"
+
+
+class ManoFormatError(ValueError):
+    pass
+
+
+class _Inert:
+    """Stands in for a chumpy / scipy.sparse object: keeps the pickled state, executes nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    # pickle protocol 2 builds objects with cls.__new__(cls, *args)
+    def __reduce__(self) -> Any:  # pragma: no cover - never re-pickled
+        raise TypeError("inert stand-in")
+
+
+class _InertChumpy(_Inert):
+    kind = "chumpy"
+
+
+class _InertSparse(_Inert):
+    kind = "sparse"
+
+
+_NUMPY_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _ManoUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY_ALLOWED:
+            return super().find_class(module, name)
+        if module == "chumpy" or module.startswith("chumpy."):
+            return _InertChumpy
+        if module.startswith("scipy.sparse"):
+            return _InertSparse
+        if module in ("__builtin__", "builtins", "copy_reg", "copyreg") and name in (
+            "object", "_reconstructor", "set", "frozenset", "slice", "tuple", "list", "dict",
+        ):  # fmt: skip
+            return super().find_class("copyreg" if module in ("copy_reg", "copyreg") else "builtins", name)
+        raise pickle.UnpicklingError(f"refusing to load class {module}.{name} from a MANO file")
+
+
+def _to_array(value: Any, key: str, path: Path) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, _InertSparse):
+        return _sparse_to_dense(value, key, path)
+    if isinstance(value, _InertChumpy):
+        state = value.state
+        if isinstance(state, dict):
+            if isinstance(state.get("x"), np.ndarray):
+                return state["x"]
+            for candidate in ("a", "r", "_x"):
+                if isinstance(state.get(candidate), np.ndarray):
+                    return state[candidate]
+            arrays = [v for v in state.values() if isinstance(v, np.ndarray)]
+            if len(arrays) == 1:
+                return arrays[0]
+        if isinstance(state, np.ndarray):
+            return state
+        raise ManoFormatError(f"{path}: {key}: chumpy object without a stored array (a derived expression?)")
+    try:
+        return np.asarray(value)
+    except Exception as error:
+        raise ManoFormatError(f"{path}: {key}: cannot read as an array ({type(value).__name__})") from error
+
+
+def _sparse_to_dense(value: _InertSparse, key: str, path: Path) -> np.ndarray:
+    state = value.state if isinstance(value.state, dict) else {}
+    try:
+        data, indices, indptr = (np.asarray(state[k]) for k in ("data", "indices", "indptr"))
+        shape = tuple(state.get("_shape") or state.get("shape"))
+    except (KeyError, TypeError) as error:
+        raise ManoFormatError(f"{path}: {key}: unreadable sparse matrix") from error
+    fmt = str(state.get("format", state.get("_format", "csc")))
+    dense = np.zeros(shape)
+    major = shape[1] if fmt == "csc" else shape[0]
+    for outer in range(major):
+        for pos in range(indptr[outer], indptr[outer + 1]):
+            if fmt == "csc":
+                dense[indices[pos], outer] = data[pos]
+            else:
+                dense[outer, indices[pos]] = data[pos]
+    return dense
+
+
+def load_mano_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a MANO pkl as float64 numpy arrays, checked against the real file's shapes."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"MANO model file not found: {path} — {WHERE_TO_GET_MANO}")
+    with path.open("rb") as handle:
+        try:
+            raw = _ManoUnpickler(handle, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as error:
+            raise ManoFormatError(f"{path}: not a readable MANO pickle ({error})") from error
+    if not isinstance(raw, dict):
+        raise ManoFormatError(f"{path}: expected a dict of MANO arrays, got {type(raw).__name__}")
+    arrays: dict[str, np.ndarray] = {}
+    for key, shape in MANO_KEYS.items():
+        if key not in raw:
+            raise ManoFormatError(f"{path}: missing '{key}' (is this a MANO hand model file?)")
+        array = np.asarray(_to_array(raw[key], key, path), dtype=np.float64)
+        if array.shape != shape:
+            raise ManoFormatError(f"{path}: {key}: expected shape {shape}, got {array.shape}")
+        arrays[key] = array
+    mean = raw.get("hands_mean")
+    arrays["hands_mean"] = np.zeros(45) if mean is None else np.asarray(_to_array(mean, "hands_mean", path), float)
+    if arrays["hands_mean"].size != 45:
+        raise ManoFormatError(f"{path}: hands_mean: expected 45 values, got {arrays['hands_mean'].size}")
+    parents = arrays["kintree_table"][0].astype(np.int64)
+    expected = np.array([0, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14])
+    if not np.array_equal(parents[1:], expected[1:]):
+        raise ManoFormatError(f"{path}: kintree_table: joint hierarchy is not MANO's right-hand layout")
+    return arrays

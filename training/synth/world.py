@@ -1,0 +1,221 @@
+"""The synthetic world, end to end: motion → muscles → motor units → electrodes → recording files.
+
+For each subject × session it writes
+- `sXX_rYY.h5` — the session contract (8 ch @ 500 Hz raw + filtered µV, camera labels at 30 fps) with
+  ground truth in `truth/*` (true emg2pose angles, θ and joints at the pose timestamps, per-sample fault
+  labels);
+- `sXX_rYY_2k.h5` — the same motion seen by a 16-ch band at 2 kHz, in emg2pose's own file layout, for
+  pretraining the stand-in backbone;
+- optionally `sXX_rYY_mindrove.csv` — the 8-ch stream in the MindRove WiFi board's playback layout.
+Everything is deterministic under the seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
+from tqdm import tqdm
+
+from training.emg2pose_format import write_emg2pose_file
+from training.hand_model import open_hand_model
+from training.session import SessionWriter
+from training.synth.camera import observe
+from training.synth.emg import FS_SOURCE, MotorUnitPool
+from training.synth.mindrove_csv import write_mindrove_playback_csv
+from training.synth.motion import MOTION_RATE, Motion, generate_motion
+from training.synth.muscles import MUSCLES, activations
+from training.synth.nuisance import add_recording_nuisances, inject_faults
+from training.synth.subjects import Placement, Subject, make_placement, make_subject
+from training.synth.volume import gain_matrix
+
+FS_MINDROVE = 500.0
+CAMERA_FPS = 30.0
+ELECTROMECHANICAL_DELAY_S = 0.04  # EMG leads movement by ~30–50 ms (Cavanagh & Komi 1979)
+CHUNK_S = 10.0
+RING_NOISE_UV = 1.0
+
+
+@dataclass
+class SessionStreams:
+    emg_2k: np.ndarray  # (T,16) µV, high-passed band signal
+    angles_2k: np.ndarray  # (T,20)
+    mindrove_clean: np.ndarray  # (N,8) µV at 500 Hz, band-limited EMG only
+
+
+def synthesise_streams(
+    motion: Motion, subject: Subject, placement: Placement, rng: np.random.Generator
+) -> SessionStreams:
+    """Run the physiology chunk by chunk at 2 kHz and return both electrode streams."""
+    delay = round(ELECTROMECHANICAL_DELAY_S * MOTION_RATE)
+    future_angles = np.concatenate([motion.angles[delay:], np.repeat(motion.angles[-1:], delay, axis=0)])
+    future_grip = np.concatenate([motion.grip[delay:], np.repeat(motion.grip[-1:], delay)])
+    act = activations(future_angles, future_grip, subject.muscle_strength)
+    n_src = int(len(motion.time) * FS_SOURCE / MOTION_RATE)
+    t_src = np.arange(n_src) / FS_SOURCE
+    depths = np.array([m.depth_mm for m in MUSCLES]) * subject.muscle_depth_scale
+    pools = [MotorUnitPool(float(d), rng) for d in depths]
+    g16 = gain_matrix(subject, placement, 16) * placement.ring_gain[:, None]
+    g8 = gain_matrix(subject, placement, 8) * placement.channel_gain[:, None]
+    anti_alias = butter(6, 200.0, fs=FS_SOURCE, output="sos")
+    aa_state = np.zeros((anti_alias.shape[0], 2, 8))
+    high_pass = butter(2, 20.0, btype="high", fs=FS_SOURCE, output="sos")
+    hp_state = np.zeros((high_pass.shape[0], 2, 16))
+    ring_chunks, mindrove_chunks = [], []
+    chunk = int(CHUNK_S * MOTION_RATE)
+    up = int(FS_SOURCE / MOTION_RATE)
+    for chunk_start in range(0, len(motion.time), chunk):
+        chunk_act = act[chunk_start : chunk_start + chunk]
+        start, stop = chunk_start * up, (chunk_start + len(chunk_act)) * up
+        sources = np.empty((len(MUSCLES), stop - start))
+        for m, pool in enumerate(pools):
+            sources[m] = pool.synthesise(chunk_act[:, m], MOTION_RATE, stop - start)
+        ring = sources.T @ g16.T + rng.normal(0.0, RING_NOISE_UV * subject.noise_scale, (stop - start, 16))
+        ring, hp_state = sosfilt(high_pass, ring, axis=0, zi=hp_state)
+        ring_chunks.append(ring.astype(np.float32))
+        band8, aa_state = sosfilt(anti_alias, sources.T @ g8.T, axis=0, zi=aa_state)
+        mindrove_chunks.append(band8)
+    emg_2k = np.concatenate(ring_chunks)
+    band = np.concatenate(mindrove_chunks)
+    step = int(FS_SOURCE / FS_MINDROVE)
+    angles_2k = np.stack([np.interp(t_src, motion.time, motion.angles[:, k]) for k in range(20)], axis=1)
+    return SessionStreams(emg_2k=emg_2k, angles_2k=angles_2k.astype(np.float32), mindrove_clean=band[::step])
+
+
+def filter_like_recorder(raw: np.ndarray, fs: float, mains_hz: float) -> np.ndarray:
+    """The recorder's causal display filter: 20 Hz high-pass + mains notch, started at steady state."""
+    sos = np.concatenate([butter(4, 20.0, btype="high", fs=fs, output="sos"), tf2sos(*iirnotch(mains_hz, 30.0, fs=fs))])
+    zi = sosfilt_zi(sos)[:, :, None] * raw[:1][None, :, :]
+    filtered, _ = sosfilt(sos, raw, axis=0, zi=zi)
+    return filtered
+
+
+def simulate_session(
+    out_dir: Path,
+    subject: Subject,
+    session_index: int,
+    minutes: float,
+    seed: int,
+    *,
+    write_2k: bool = True,
+    playback_csv: bool = False,
+    faults: bool = False,
+) -> list[Path]:
+    rng = np.random.default_rng([seed, subject.index, 3, session_index])
+    placement = make_placement(subject, session_index)
+    motion = generate_motion(minutes, rng)
+    streams = synthesise_streams(motion, subject, placement, rng)
+    hand = open_hand_model(subject.bone_scale)
+    camera = observe(motion, hand, CAMERA_FPS, rng)
+
+    n = len(streams.mindrove_clean)
+    t_rel = np.arange(n) / FS_MINDROVE
+    speed = np.interp(t_rel, motion.time, np.abs(np.gradient(motion.angles, 1 / MOTION_RATE, axis=0)).sum(axis=1))
+    raw = add_recording_nuisances(
+        streams.mindrove_clean, FS_MINDROVE, rng, dc_offset_uv=placement.dc_offset_uv, mains_hz=subject.mains_hz,
+        mains_uv=placement.mains_uv, noise_uv=1.5 * subject.noise_scale, movement_speed=speed,
+    )  # fmt: skip
+    t0 = 1.75e9 + 86400.0 * (subject.index * 10 + session_index) + float(rng.uniform(0, 3600))
+    stamps = t0 + t_rel + rng.uniform(0.0, 1e-4, n)
+    labels = np.zeros(n, dtype=np.uint8)
+    events: list = []
+    if faults:
+        raw, stamps, labels, events = inject_faults(raw, stamps, FS_MINDROVE, rng, subject.mains_hz)
+    filtered = filter_like_recorder(raw, FS_MINDROVE, subject.mains_hz)
+
+    name = f"{subject.subject_id}_r{session_index:02d}"
+    session_path = out_dir / f"{name}.h5"
+    attrs = {
+        "synthetic": True,
+        "seed": seed,
+        "mains_hz": subject.mains_hz,
+        "armband_rotation_deg": placement.rotation_deg,
+        "armband_shift_mm": placement.shift_mm,
+        "bone_scale": subject.bone_scale,
+        "phases": json.dumps(motion.phases),
+        "fault_events": json.dumps([(k, int(c), int(a), int(b)) for k, c, a, b in events]),
+        "fault_codes": json.dumps(
+            {"none": 0, "lift_off": 1, "saturation": 2, "flat_line": 3, "stall": 4, "duplicate": 5}
+        ),
+        "hand_model": "open",
+        "generator": "mode2 simulate (training.synth)",
+    }
+    with SessionWriter(
+        session_path,
+        subject_id=subject.subject_id,
+        session_id=f"r{session_index:02d}",
+        emg_sampling_rate=FS_MINDROVE,
+        camera_fps=CAMERA_FPS,
+        attrs=attrs,
+    ) as writer:
+        pose_t = t0 + camera.time
+        emg_step = int(FS_MINDROVE)  # write a second at a time, like the recorder
+        pose_i = 0
+        for start in range(0, len(raw), emg_step):
+            stop = min(len(raw), start + emg_step)
+            writer.append_emg(raw[start:stop], stamps[start:stop], filtered[start:stop])
+            writer.append_extra("truth/fault_labels", labels[start:stop])
+            pose_stop = int(np.searchsorted(pose_t, stamps[stop - 1], side="right")) if stop < len(raw) else len(pose_t)
+            if pose_stop > pose_i:
+                sl = slice(pose_i, pose_stop)
+                writer.append_pose(
+                    camera.theta[sl],
+                    camera.joints[sl],
+                    pose_t[sl],
+                    camera.ik_error[sl],
+                    camera.confidence[sl],
+                    landmarks=camera.landmarks[sl],
+                )
+                writer.append_extra("truth/emg2pose_angles", camera.true_angles[sl].astype(np.float32))
+                writer.append_extra("truth/mano_theta", camera.true_theta[sl].astype(np.float32))
+                writer.append_extra("truth/joints_3d", camera.true_joints[sl].astype(np.float32))
+                pose_i = pose_stop
+        for label, start, stop in motion.gestures:
+            writer.add_gesture(label, t0 + start, t0 + stop)
+    written = [session_path]
+    if write_2k:
+        t_2k = t0 + np.arange(len(streams.emg_2k)) / FS_SOURCE
+        written.append(
+            write_emg2pose_file(
+                out_dir / f"{name}_2k.h5",
+                t_2k,
+                streams.emg_2k,
+                streams.angles_2k,
+                user=subject.subject_id,
+                session=f"r{session_index:02d}",
+                stage="protocol",
+            )
+        )
+    if playback_csv:
+        written.append(write_mindrove_playback_csv(out_dir / f"{name}_mindrove.csv", raw, stamps))
+    return written
+
+
+def simulate(
+    out_dir: str | Path,
+    sessions: int = 3,
+    subjects: int = 1,
+    minutes: float = 4.0,
+    seed: int = 0,
+    *,
+    write_2k: bool = True,
+    playback_csv: bool = False,
+    faults: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Simulate `subjects × sessions` recordings of `minutes` each into `out_dir`; returns the paths."""
+    if sessions < 1 or subjects < 1 or minutes <= 0:
+        raise ValueError("simulate: sessions and subjects must be ≥ 1 and minutes > 0")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(s, r) for s in range(1, subjects + 1) for r in range(1, sessions + 1)]
+    written: list[Path] = []
+    for s, r in tqdm(jobs, desc="simulate", unit="session", disable=not progress):
+        subject = make_subject(s, seed)
+        written += simulate_session(
+            out, subject, r, minutes, seed, write_2k=write_2k, playback_csv=playback_csv, faults=faults
+        )
+    return written
