@@ -23,3 +23,13 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 0.5-minute synthetic sessions of one subject (+ 2 kHz streams and a playback CSV), made once."""
+    from training.synth import simulate
+
+    out = tmp_path_factory.mktemp("world")
+    simulate(out, sessions=3, subjects=1, minutes=0.5, seed=7, playback_csv=True, faults=True, progress=False)
+    return out

@@ -67,7 +67,7 @@ EMG2POSE_ANGLE_LIMITS = np.array(
     dtype=np.float32,
 )  # fmt: skip
 
-# Anthropometry (Buchholz, Armstrong & Goldstein 1992, J. Biomech. 25(2):149-162, Table 1): segment
+# Anthropometry (Buchholz, Armstrong & Goldstein 1992, Ergonomics 35(3):261-273): segment
 # lengths as fractions of hand length (wrist crease to middle fingertip). Order: metacarpal,
 # proximal, middle, distal phalanx; the thumb has metacarpal, proximal, distal.
 HAND_LENGTH_M = 0.19  # adult mean, between male ~0.19 and female ~0.175 (Greiner 1991, US Army survey)

@@ -51,6 +51,7 @@ class _InertChumpy(_Inert):
 
 class _InertSparse(_Inert):
     kind = "sparse"
+    format = "csc"
 
 
 _NUMPY_ALLOWED = {
@@ -62,6 +63,7 @@ _NUMPY_ALLOWED = {
     ("numpy", "dtype"),
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how Python 3 pickles bytes at protocols < 3 (array buffers); pure data
 }
 
 
@@ -72,7 +74,7 @@ class _ManoUnpickler(pickle.Unpickler):
         if module == "chumpy" or module.startswith("chumpy."):
             return _InertChumpy
         if module.startswith("scipy.sparse"):
-            return _InertSparse
+            return type(name, (_InertSparse,), {"format": "csr" if "csr" in name else "csc"})
         if module in ("__builtin__", "builtins", "copy_reg", "copyreg") and name in (
             "object", "_reconstructor", "set", "frozenset", "slice", "tuple", "list", "dict",
         ):  # fmt: skip
@@ -112,7 +114,7 @@ def _sparse_to_dense(value: _InertSparse, key: str, path: Path) -> np.ndarray:
         shape = tuple(state.get("_shape") or state.get("shape"))
     except (KeyError, TypeError) as error:
         raise ManoFormatError(f"{path}: {key}: unreadable sparse matrix") from error
-    fmt = str(state.get("format", state.get("_format", "csc")))
+    fmt = getattr(value, "format", "csc")
     dense = np.zeros(shape)
     major = shape[1] if fmt == "csc" else shape[0]
     for outer in range(major):

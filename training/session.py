@@ -259,8 +259,9 @@ class SessionWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.channels = int(emg_channels)
         self.flush_interval_s = float(flush_interval_s)
-        # libver="latest" + SWMR-style chunked datasets keep the file consistent at every flush.
-        self._file = h5py.File(self.path, "w", libver="latest")
+        # Default (oldest compatible) file format on purpose: "latest" adds superblock status flags that
+        # make a killed writer's file refuse to open until `h5clear` is run.
+        self._file = h5py.File(self.path, "w")
         root = self._file.attrs
         root["subject_id"] = subject_id
         root["session_id"] = session_id

@@ -58,7 +58,7 @@ def add_recording_nuisances(
 def inject_faults(
     raw: np.ndarray, timestamps: np.ndarray, fs: float, rng: np.random.Generator, mains_hz: float, count: int = 5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int, int, int]]]:
-    """Inject `count` faults (one of each kind in turn) after the first 10 s.
+    """Inject `count` faults (one of each kind in turn), each in its own slot after the first 10 s.
 
     Returns (raw, timestamps, labels (N,) uint8, events [(kind, channel, start, stop)]). A stall removes
     samples, so the returned arrays can be shorter; its label sits on the first sample after the gap.
@@ -68,15 +68,16 @@ def inject_faults(
     events: list[tuple[str, int, int, int]] = []
     kinds = ["lift_off", "saturation", "flat_line", "duplicate", "stall"]
     n = len(raw)
-    usable = np.arange(int(10 * fs), max(int(10 * fs) + 1, n - int(5 * fs)))
-    if len(usable) < count * int(4 * fs):
-        return raw, timestamps, labels, events
-    starts = np.sort(rng.choice(usable[:: int(4 * fs)], size=count, replace=False))
+    first, last = min(int(10 * fs), n // 6), n - int(3 * fs)
+    slot = (last - first) // count
+    if slot < int(2.5 * fs):
+        return raw, timestamps, labels, events  # too short to hold the faults apart
+    starts = first + slot * np.arange(count) + rng.integers(0, slot - int(2.5 * fs) + 1, count)
     removed = np.zeros(n, dtype=bool)
     for i, start in enumerate(starts):
         kind = kinds[i % len(kinds)]
         channel = int(rng.integers(raw.shape[1]))
-        length = int(rng.uniform(1.0, 2.5) * fs)
+        length = int(rng.uniform(1.0, 2.0) * fs)
         stop = min(n, start + length)
         t = np.arange(stop - start) / fs
         if kind == "lift_off":

@@ -68,6 +68,6 @@ def make_placement(subject: Subject, session_index: int) -> Placement:
         shift_mm=float(rng.normal(0.0, 8.0)),
         channel_gain=rng.uniform(0.75, 1.15, 8),
         ring_gain=rng.uniform(0.85, 1.1, 16),
-        dc_offset_uv=rng.uniform(-400e3, 400e3, 8),
+        dc_offset_uv=rng.choice([-1.0, 1.0], 8) * rng.uniform(50e3, 400e3, 8),
         mains_uv=float(rng.uniform(3.0, 25.0)),
     )

@@ -1,0 +1,40 @@
+"""`mode2 inspect`: summaries of good files, clear refusals of bad ones, and the overview plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from runtime.cli import main
+from training.inspect_command import summarise
+from training.session import read_session
+
+
+def test_inspect_summarises_and_plots(small_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plot = tmp_path / "overview.png"
+    assert main(["inspect", str(small_world / "s01_r01.h5"), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "subject s01, session r01" in out
+    assert "Hz measured" in out
+    assert "valid pose frames (ik_error < 15 mm, mp_confidence > 0.5)" in out
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    summary = summarise(read_session(small_world / "s01_r01.h5"))
+    session = read_session(small_world / "s01_r01.h5")
+    assert summary.valid_fraction == pytest.approx(session.valid_pose_mask().mean())
+    assert np.all(summary.channel_rms_uv > 1) and np.all(summary.channel_rms_uv < 5000)
+    assert np.all(np.abs(summary.dc_offset_mv) > 10), "raw DC offsets are reported in mV"
+
+
+def test_inspect_reports_a_bad_file_and_goes_on(
+    small_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("emg/raw", data=np.zeros((10, 8)))
+    assert main(["inspect", str(bad), str(small_world / "s01_r02.h5")]) == 1
+    out = capsys.readouterr().out
+    assert f"✗ {bad}: emg/timestamps: missing dataset" in out
+    assert "session r02" in out
