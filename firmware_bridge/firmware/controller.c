@@ -116,21 +116,22 @@ static int16_t clamp_target(controller *ctrl, uint8_t joint, int16_t target)
     return target;
 }
 
-static void handle_joint_command(controller *ctrl, const proto_frame *frame, uint32_t now_ms)
+/* Returns 1 when the frame is acknowledged, 0 when it was rejected (a FAULT frame says why). */
+static int handle_joint_command(controller *ctrl, const proto_frame *frame, uint32_t now_ms)
 {
     uint8_t n, j;
     if (frame->payload_len < 3 || frame->payload_len != 3 + 2 * frame->payload[2]) {
         send_fault(ctrl, FAULT_BAD_LENGTH, frame->seq);
-        return;
+        return 0;
     }
     n = frame->payload[2];
     if (n != ctrl->n_joints) {
         send_fault(ctrl, FAULT_JOINT_COUNT_MISMATCH, n);
-        return; /* does not feed the watchdog */
+        return 0; /* does not feed the watchdog */
     }
     if (ctrl->state == STATE_ESTOP) {
         flag(ctrl, FAULT_ESTOP_LATCHED);
-        return;
+        return 1; /* received and ignored: the ack shows the latched state */
     }
     ctrl->last_valid_ms = now_ms;
     ctrl->confidence = frame->payload[1];
@@ -142,22 +143,23 @@ static void handle_joint_command(controller *ctrl, const proto_frame *frame, uin
     } else if (ctrl->state == STATE_ACTIVE) {
         ctrl->state = STATE_HOLD; /* gate closed on the host: hold the last active targets */
     }
+    return 1;
 }
 
-static void handle_configure(controller *ctrl, const proto_frame *frame)
+static int handle_configure(controller *ctrl, const proto_frame *frame)
 {
     uint16_t watchdog;
     uint8_t n, j;
     joint_limit limits[PROTO_MAX_JOINTS];
     if (frame->payload_len < 3 || frame->payload_len != 3 + 8 * frame->payload[2]) {
         send_fault(ctrl, FAULT_BAD_LENGTH, frame->seq);
-        return;
+        return 0;
     }
     watchdog = proto_get_u16(&frame->payload[0]);
     n = frame->payload[2];
     if (n == 0 || n > PROTO_MAX_JOINTS || watchdog < 20 || watchdog > 2000 || ctrl->state == STATE_ACTIVE) {
         send_fault(ctrl, FAULT_BAD_CONFIG, n);
-        return;
+        return 0;
     }
     for (j = 0; j < n; ++j) {
         const uint8_t *at = &frame->payload[3 + 8 * j];
@@ -168,7 +170,7 @@ static void handle_configure(controller *ctrl, const proto_frame *frame)
         if (limits[j].min_mrad > limits[j].max_mrad || limits[j].safe_mrad < limits[j].min_mrad ||
             limits[j].safe_mrad > limits[j].max_mrad || limits[j].max_slew_mrad_s == 0) {
             send_fault(ctrl, FAULT_BAD_CONFIG, j);
-            return;
+            return 0;
         }
     }
     for (j = 0; j < n; ++j) {
@@ -180,6 +182,7 @@ static void handle_configure(controller *ctrl, const proto_frame *frame)
     ctrl->n_joints = n;
     ctrl->watchdog_ms = watchdog;
     go_safe(ctrl, ctrl->state == STATE_ESTOP ? STATE_ESTOP : STATE_IDLE);
+    return 1;
 }
 
 void ctrl_handle_frame(controller *ctrl, const proto_frame *frame, uint32_t now_ms)
@@ -187,7 +190,9 @@ void ctrl_handle_frame(controller *ctrl, const proto_frame *frame, uint32_t now_
     ctrl->last_host_timestamp = frame->timestamp_us;
     switch (frame->type) {
     case MSG_JOINT_COMMAND:
-        handle_joint_command(ctrl, frame, now_ms);
+        if (!handle_joint_command(ctrl, frame, now_ms)) {
+            return;
+        }
         break;
     case MSG_HEARTBEAT:
         if (frame->payload_len != 0) {
@@ -213,7 +218,9 @@ void ctrl_handle_frame(controller *ctrl, const proto_frame *frame, uint32_t now_
         }
         break;
     case MSG_CONFIGURE:
-        handle_configure(ctrl, frame);
+        if (!handle_configure(ctrl, frame)) {
+            return;
+        }
         break;
     default:
         send_fault(ctrl, FAULT_UNKNOWN_TYPE, frame->type);

@@ -1,0 +1,75 @@
+"""Link reliability figures over a real pseudo-terminal with the C firmware in the loop.
+
+- command round-trip latency (command → device ack), p50/p99, at 50 Hz;
+- host silence → watchdog → SAFE state, and → safe pose reached (the hand starts gripping at 1.5 rad);
+- device unplugged and plugged back → first acknowledged command.
+Run: `python benchmarks/bench_link.py [--repeats 5]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from firmware_bridge.hand_sim import HandSimProcess
+from firmware_bridge.link import HandLink
+from firmware_bridge.protocol import DeviceState
+
+SAFE = (150, 200, 150, 150, 150, 150)
+GRIP = [1.2, 1.0, 1.5, 1.5, 1.5, 1.5]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--watchdog-ms", type=int, default=150)
+    args = parser.parse_args()
+    rtts, to_safe, to_pose, reconnect = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        hand = HandSimProcess(Path(tmp) / "hand", watchdog_ms=args.watchdog_ms, status_every_ms=1).start()
+        link = HandLink.open(hand.port)
+        for _ in range(args.repeats):
+            link.stats.rtt_ms.clear()
+            for _ in range(100):  # 2 s at 50 Hz
+                link.wait_ack(link.send_command(GRIP, active=True, confidence=1.0), 1.0)
+                time.sleep(0.02)
+            rtts += list(link.stats.rtt_ms)
+            hand.wait_for(lambda s: s.positions_mrad[2] == 1500, 2.0)
+            silent_from = time.monotonic()  # the host stops talking (as if it died)
+            safe = hand.wait_for(lambda s: s.state == DeviceState.SAFE, 2.0)
+            pose = hand.wait_for(lambda s: s.positions_mrad == SAFE, 2.0)
+            to_safe.append(safe.received_at - silent_from)
+            to_pose.append(pose.received_at - silent_from)
+            hand.unplug()
+            time.sleep(0.2)
+            hand.start()
+            back = time.monotonic()
+            while link.wait_ack(link.send_command(SAFE_RAD, active=False, confidence=0.0), 0.05) is None:
+                pass
+            reconnect.append(time.monotonic() - back)
+        link.close()
+        hand.stop()
+    p50, p99 = np.percentile(rtts, [50, 99])
+    print(f"pty link, C firmware in the loop, {args.repeats} repeats, watchdog {args.watchdog_ms} ms")
+    print(f"  command round trip:          p50 {p50:.2f} ms   p99 {p99:.2f} ms   ({len(rtts)} commands)")
+
+    def ms(values: list[float]) -> str:
+        return f"median {statistics.median(values) * 1000:.0f} ms   max {max(values) * 1000:.0f} ms"
+
+    print(f"  host silent → SAFE state:    {ms(to_safe)}")
+    print(f"  host silent → safe pose:     {ms(to_pose)}   (from 1.5 rad at 3.5 rad/s)")
+    print(f"  device back → link restored: {ms(reconnect)}")
+
+
+SAFE_RAD = [p / 1000 for p in SAFE]
+
+if __name__ == "__main__":
+    main()
