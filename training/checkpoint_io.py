@@ -1,0 +1,130 @@
+"""Reading checkpoint files safely: ours (plain tensors and dicts) and Meta's Lightning checkpoints.
+
+Meta's `tracking_vemg2pose.ckpt` pickles OmegaConf config objects, so `torch.load(weights_only=True)` refuses
+it. Instead of executing arbitrary pickles, `read_checkpoint_safely` uses a restricted unpickler: torch's
+tensor rebuild functions and storages, a few containers, and *inert stand-ins* for every `omegaconf.*`,
+`typing.*` and Lightning class (their state is kept as plain data, nothing is called). Any other class is
+refused with an error that names it. Neither omegaconf nor Lightning needs to be installed.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import hashlib
+import pickle
+import types
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used; the message names the file and the problem."""
+
+
+class InertObject:
+    """Stands in for a config/framework object from a checkpoint: keeps its pickled state, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> InertObject:  # e.g. typing.Any used as a callable
+        return InertObject(*args, **kwargs)
+
+
+_INERT_PREFIXES = ("omegaconf", "typing", "pytorch_lightning", "lightning", "lightning_fabric", "hydra")
+_ALLOWED = {
+    ("collections", "OrderedDict"),
+    ("collections", "defaultdict"),
+    *(
+        ("builtins", t)
+        for t in (
+            "set",
+            "frozenset",
+            "slice",
+            "dict",
+            "list",
+            "tuple",
+            "object",
+            "int",
+            "float",
+            "bool",
+            "str",
+            "bytes",
+            "complex",
+        )
+    ),
+    ("copyreg", "_reconstructor"),
+    ("_codecs", "encode"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch", "Size"),
+    ("torch", "device"),
+    ("torch", "float32"),
+    ("torch", "float64"),
+    ("torch", "int64"),
+    ("torch.serialization", "_get_layout"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy", "dtype"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        # protocol-2 pickles name Python-2 modules (__builtin__.long …): translate as pickle itself would
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if module.split(".")[0] in _INERT_PREFIXES:
+            return type(name, (InertObject,), {"__module__": f"inert.{module}"})
+        if (module, name) in _ALLOWED or (module == "torch" and name.endswith("Storage")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not a tensor, container or config class)")
+
+
+_restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load, __name__="restricted")
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint_safely(path: str | Path) -> dict:
+    """Load a checkpoint without executing arbitrary code: weights-only first, the restricted unpickler
+    for Lightning files; clear errors for missing, truncated or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated or another format?)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"{path}: damaged checkpoint archive ({error})") from error
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint archive (member {bad} fails its CRC)")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
+        except pickle.UnpicklingError as error:
+            raise CheckpointError(f"{path}: {error}") from error
+        except (RuntimeError, EOFError) as error:
+            raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: expected a dict at the top of the checkpoint, got {type(content).__name__}")
+    return content
