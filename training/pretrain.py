@@ -91,9 +91,8 @@ def pretrain(
         history.append({"epoch": epoch, "train_mae_rad": float(np.mean(losses)), "val_mae_rad": val_mae,
                         "val_mae_deg": math.degrees(val_mae)})  # fmt: skip
         if progress:
-            print(
-                f"epoch {epoch:3d}  train MAE {math.degrees(np.mean(losses)):6.2f}°  val MAE {math.degrees(val_mae):6.2f}°"
-            )
+            train_deg, val_deg = math.degrees(np.mean(losses)), math.degrees(val_mae)
+            print(f"epoch {epoch:3d}  train MAE {train_deg:6.2f}°  val MAE {val_deg:6.2f}°")
         if val_mae < best[0]:
             best = (val_mae, {k: v.clone() for k, v in model.state_dict().items()})
         if max_minutes is not None and time.monotonic() - started > 60 * max_minutes:

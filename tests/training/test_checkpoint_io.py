@@ -28,7 +28,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path: Path, shared_dir: Pat
     original = (shared_dir / "fixtures/emg2pose/random_vemg2pose.ckpt").read_bytes()
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(original[: len(original) // 2])
-    with pytest.raises(CheckpointError, match="truncated.ckpt: not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"truncated\.ckpt: not a PyTorch checkpoint"):
         read_checkpoint_safely(truncated)
     text = tmp_path / "notes.ckpt"
     text.write_text("hello")
