@@ -22,8 +22,13 @@ def mostly_valid_stream(total: int, seed: int) -> bytes:
     rng = random.Random(seed)
     out = bytearray()
     while len(out) < total:
-        wire = bytearray(encode(JointCommand(tuple(rng.randrange(-2000, 2000) for _ in range(6)), True, 200),
-                                rng.randrange(65536), rng.randrange(2**32)))  # fmt: skip
+        wire = bytearray(
+            encode(
+                JointCommand(tuple(rng.randrange(-2000, 2000) for _ in range(6)), True, 200),
+                rng.randrange(65536),
+                rng.randrange(2**32),
+            )
+        )
         if rng.random() < 0.05:
             wire[rng.randrange(len(wire))] ^= 1 << rng.randrange(8)
         if rng.random() < 0.01:

@@ -76,8 +76,13 @@ class HandSimProcess:
             parts = line.split()
             if len(parts) < 4 or parts[0] != "STATUS":
                 continue
-            status = HandStatus(int(parts[1]), DeviceState(int(parts[2])), int(parts[3]),
-                                tuple(int(p) for p in parts[4:]), time.monotonic())  # fmt: skip
+            status = HandStatus(
+                int(parts[1]),
+                DeviceState(int(parts[2])),
+                int(parts[3]),
+                tuple(int(p) for p in parts[4:]),
+                time.monotonic(),
+            )
             with self._lock:
                 self.history.append(status)
                 if len(self.history) > 20000:

@@ -139,8 +139,9 @@ class Telemetry:
 
     def payload(self) -> bytes:
         n = len(self.positions_mrad)
-        return struct.pack(f"<HBBHB{n}h", self.acked_seq, self.acked_type, self.state, self.faults, n,
-                           *self.positions_mrad)  # fmt: skip
+        return struct.pack(
+            f"<HBBHB{n}h", self.acked_seq, self.acked_type, self.state, self.faults, n, *self.positions_mrad
+        )
 
 
 @dataclass(frozen=True)

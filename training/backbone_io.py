@@ -26,8 +26,13 @@ class BackboneInfo:
     provenance: dict
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "config": self.config.to_dict(), "path": self.path, "sha256": self.sha256,
-                "provenance": self.provenance}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "config": self.config.to_dict(),
+            "path": self.path,
+            "sha256": self.sha256,
+            "provenance": self.provenance,
+        }
 
 
 def _official_state_dict(path: Path, content: dict) -> dict[str, torch.Tensor]:
@@ -72,11 +77,16 @@ def load_backbone(path: str | Path | None = None) -> tuple[VEMG2Pose, BackboneIn
     elif "state_dict" in content and "pytorch-lightning_version" in content:
         config = BackboneConfig.official()
         state, kind = _official_state_dict(path, content), "emg2pose_official"
-        provenance = {"lightning": content.get("pytorch-lightning_version"), "epoch": content.get("epoch"),
-                      "global_step": content.get("global_step")}  # fmt: skip
+        provenance = {
+            "lightning": content.get("pytorch-lightning_version"),
+            "epoch": content.get("epoch"),
+            "global_step": content.get("global_step"),
+        }
     else:
-        raise CheckpointError(f"{path}: neither an emg2pose Lightning checkpoint nor a stand-in backbone "
-                              f"(top-level keys: {sorted(content)[:6]})")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: neither an emg2pose Lightning checkpoint nor a stand-in backbone "
+            f"(top-level keys: {sorted(content)[:6]})"
+        )
     model = VEMG2Pose(config)
     _load_state(model, state, path)
     model.eval()
@@ -88,8 +98,16 @@ def save_standin(path: str | Path, model: VEMG2Pose, provenance: dict[str, Any],
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half else v).clone() for k, v in model.state_dict().items()}
-    torch.save({"kind": "standin_backbone", "format_version": 1, "config": model.cfg.to_dict(), "state_dict": state,
-                "provenance": provenance}, path)  # fmt: skip
+    torch.save(
+        {
+            "kind": "standin_backbone",
+            "format_version": 1,
+            "config": model.cfg.to_dict(),
+            "state_dict": state,
+            "provenance": provenance,
+        },
+        path,
+    )
     return path
 
 

@@ -64,10 +64,16 @@ def write_emg2pose_file(
         group = f.create_group("emg2pose")
         group.create_dataset("timeseries", data=table, chunks=(min(n, 4096),) if n else None)
         for key, value in dict(
-            filename=path.stem, session=session, stage=stage, user=user, side=side,
-            sample_rate=sample_rate, num_channels=16, start=float(time[0]) if n else 0.0,
+            filename=path.stem,
+            session=session,
+            stage=stage,
+            user=user,
+            side=side,
+            sample_rate=sample_rate,
+            num_channels=16,
+            start=float(time[0]) if n else 0.0,
             end=float(time[-1]) if n else 0.0,
-        ).items():  # fmt: skip
+        ).items():
             group.attrs[key] = value
     return path
 

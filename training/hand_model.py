@@ -19,13 +19,27 @@ from training.mano_loader import load_mano_arrays
 
 MANO_JOINT_NAMES: tuple[str, ...] = (
     "wrist",
-    "index1", "index2", "index3",
-    "middle1", "middle2", "middle3",
-    "pinky1", "pinky2", "pinky3",
-    "ring1", "ring2", "ring3",
-    "thumb1", "thumb2", "thumb3",
-    "thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip",
-)  # fmt: skip
+    "index1",
+    "index2",
+    "index3",
+    "middle1",
+    "middle2",
+    "middle3",
+    "pinky1",
+    "pinky2",
+    "pinky3",
+    "ring1",
+    "ring2",
+    "ring3",
+    "thumb1",
+    "thumb2",
+    "thumb3",
+    "thumb_tip",
+    "index_tip",
+    "middle_tip",
+    "ring_tip",
+    "pinky_tip",
+)
 MANO_PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
 TIP_PARENTS = np.array([15, 3, 6, 12, 9], dtype=np.int64)  # distal joint of thumb, index, middle, ring, pinky
 MANO_TIP_VERTICES = np.array([745, 317, 444, 556, 673], dtype=np.int64)
@@ -38,34 +52,80 @@ FINGERS: dict[str, tuple[int, ...]] = {
 }
 
 MEDIAPIPE_NAMES: tuple[str, ...] = (
-    "WRIST", "THUMB_CMC", "THUMB_MCP", "THUMB_IP", "THUMB_TIP",
-    "INDEX_FINGER_MCP", "INDEX_FINGER_PIP", "INDEX_FINGER_DIP", "INDEX_FINGER_TIP",
-    "MIDDLE_FINGER_MCP", "MIDDLE_FINGER_PIP", "MIDDLE_FINGER_DIP", "MIDDLE_FINGER_TIP",
-    "RING_FINGER_MCP", "RING_FINGER_PIP", "RING_FINGER_DIP", "RING_FINGER_TIP",
-    "PINKY_MCP", "PINKY_PIP", "PINKY_DIP", "PINKY_TIP",
-)  # fmt: skip
+    "WRIST",
+    "THUMB_CMC",
+    "THUMB_MCP",
+    "THUMB_IP",
+    "THUMB_TIP",
+    "INDEX_FINGER_MCP",
+    "INDEX_FINGER_PIP",
+    "INDEX_FINGER_DIP",
+    "INDEX_FINGER_TIP",
+    "MIDDLE_FINGER_MCP",
+    "MIDDLE_FINGER_PIP",
+    "MIDDLE_FINGER_DIP",
+    "MIDDLE_FINGER_TIP",
+    "RING_FINGER_MCP",
+    "RING_FINGER_PIP",
+    "RING_FINGER_DIP",
+    "RING_FINGER_TIP",
+    "PINKY_MCP",
+    "PINKY_PIP",
+    "PINKY_DIP",
+    "PINKY_TIP",
+)
 # mediapipe_order = mano_joints[..., MANO_TO_MEDIAPIPE, :]
 MANO_TO_MEDIAPIPE = np.array([0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20])
 MEDIAPIPE_TO_MANO = np.argsort(MANO_TO_MEDIAPIPE)
 
 # emg2pose's 20 outputs (UmeTrack order) and their joint limits in radians (emg2pose-facts.md a.2).
 EMG2POSE_ANGLE_NAMES: tuple[str, ...] = (
-    "THUMB_CMC_FE", "THUMB_CMC_AA", "THUMB_MCP_FE", "THUMB_IP_FE",
-    "INDEX_MCP_AA", "INDEX_MCP_FE", "INDEX_PIP_FE", "INDEX_DIP_FE",
-    "MIDDLE_MCP_AA", "MIDDLE_MCP_FE", "MIDDLE_PIP_FE", "MIDDLE_DIP_FE",
-    "RING_MCP_AA", "RING_MCP_FE", "RING_PIP_FE", "RING_DIP_FE",
-    "PINKY_MCP_AA", "PINKY_MCP_FE", "PINKY_PIP_FE", "PINKY_DIP_FE",
-)  # fmt: skip
+    "THUMB_CMC_FE",
+    "THUMB_CMC_AA",
+    "THUMB_MCP_FE",
+    "THUMB_IP_FE",
+    "INDEX_MCP_AA",
+    "INDEX_MCP_FE",
+    "INDEX_PIP_FE",
+    "INDEX_DIP_FE",
+    "MIDDLE_MCP_AA",
+    "MIDDLE_MCP_FE",
+    "MIDDLE_PIP_FE",
+    "MIDDLE_DIP_FE",
+    "RING_MCP_AA",
+    "RING_MCP_FE",
+    "RING_PIP_FE",
+    "RING_DIP_FE",
+    "PINKY_MCP_AA",
+    "PINKY_MCP_FE",
+    "PINKY_PIP_FE",
+    "PINKY_DIP_FE",
+)
 EMG2POSE_ANGLE_LIMITS = np.array(
     [
-        [-0.787, 1.287], [-0.612, 0.612], [0.0, 1.287], [-0.259, 1.087],
-        [-0.337, 0.487], [-0.287, 1.337], [0.0, 1.882], [0.0, 1.434],
-        [-0.487, 0.287], [-0.287, 1.437], [0.0, 1.882], [0.0, 1.434],
-        [-0.287, 0.287], [-0.287, 1.537], [0.0, 1.882], [0.0, 1.434],
-        [-0.687, 0.487], [-0.487, 1.637], [0.0, 1.882], [0.0, 1.434],
+        [-0.787, 1.287],
+        [-0.612, 0.612],
+        [0.0, 1.287],
+        [-0.259, 1.087],
+        [-0.337, 0.487],
+        [-0.287, 1.337],
+        [0.0, 1.882],
+        [0.0, 1.434],
+        [-0.487, 0.287],
+        [-0.287, 1.437],
+        [0.0, 1.882],
+        [0.0, 1.434],
+        [-0.287, 0.287],
+        [-0.287, 1.537],
+        [0.0, 1.882],
+        [0.0, 1.434],
+        [-0.687, 0.487],
+        [-0.487, 1.637],
+        [0.0, 1.882],
+        [0.0, 1.434],
     ],
     dtype=np.float32,
-)  # fmt: skip
+)
 
 # Anthropometry (Buchholz, Armstrong & Goldstein 1992, Ergonomics 35(3):261-273): segment
 # lengths as fractions of hand length (wrist crease to middle fingertip). Order: metacarpal,
@@ -347,8 +407,14 @@ def _build_torch_module():
         def __init__(self, params: HandModelParams) -> None:
             super().__init__()
             self.kind = params.kind
-            for name in ("joints_rest", "joints_shapedirs", "tips_rest", "tips_shapedirs", "tips_weights",
-                         "hands_mean"):  # fmt: skip
+            for name in (
+                "joints_rest",
+                "joints_shapedirs",
+                "tips_rest",
+                "tips_shapedirs",
+                "tips_weights",
+                "hands_mean",
+            ):
                 self.register_buffer(name, torch.as_tensor(getattr(params, name), dtype=torch.float32))
             self.register_buffer("tips_posedirs", torch.as_tensor(params.tips_posedirs, dtype=torch.float32))
             self.has_posedirs = bool(np.any(params.tips_posedirs))

@@ -76,8 +76,15 @@ class _ManoUnpickler(pickle.Unpickler):
         if module.startswith("scipy.sparse"):
             return type(name, (_InertSparse,), {"format": "csr" if "csr" in name else "csc"})
         if module in ("__builtin__", "builtins", "copy_reg", "copyreg") and name in (
-            "object", "_reconstructor", "set", "frozenset", "slice", "tuple", "list", "dict",
-        ):  # fmt: skip
+            "object",
+            "_reconstructor",
+            "set",
+            "frozenset",
+            "slice",
+            "tuple",
+            "list",
+            "dict",
+        ):
             return super().find_class("copyreg" if module in ("copy_reg", "copyreg") else "builtins", name)
         raise pickle.UnpicklingError(f"refusing to load class {module}.{name} from a MANO file")
 

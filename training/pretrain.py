@@ -72,8 +72,9 @@ def pretrain(
         model.train()
         order = torch.tensor(rng.permutation(len(train_emg)))
         losses = []
-        bar = tqdm(range(0, len(order), batch_size), desc=f"pretrain {epoch}/{epochs}", disable=not progress,
-                   leave=False)  # fmt: skip
+        bar = tqdm(
+            range(0, len(order), batch_size), desc=f"pretrain {epoch}/{epochs}", disable=not progress, leave=False
+        )
         for start in bar:
             idx = order[start : start + batch_size]
             emg = torch.roll(train_emg[idx], shifts=int(rng.integers(-1, 2)), dims=1)  # band rotation ±1
@@ -88,8 +89,14 @@ def pretrain(
             losses.append(float(loss))
             bar.set_postfix(loss=f"{loss.item():.4f}")
         val_mae = evaluate_mae(model, val_emg, val_angles)
-        history.append({"epoch": epoch, "train_mae_rad": float(np.mean(losses)), "val_mae_rad": val_mae,
-                        "val_mae_deg": math.degrees(val_mae)})  # fmt: skip
+        history.append(
+            {
+                "epoch": epoch,
+                "train_mae_rad": float(np.mean(losses)),
+                "val_mae_rad": val_mae,
+                "val_mae_deg": math.degrees(val_mae),
+            }
+        )
         if progress:
             train_deg, val_deg = math.degrees(np.mean(losses)), math.degrees(val_mae)
             print(f"epoch {epoch:3d}  train MAE {train_deg:6.2f}°  val MAE {val_deg:6.2f}°")
@@ -99,8 +106,9 @@ def pretrain(
             break
     model.load_state_dict(best[1])
     model.eval()
-    return PretrainResult(model, history, math.degrees(best[0]), input_rms, [str(p) for p in train_paths],
-                          [str(p) for p in val_paths])  # fmt: skip
+    return PretrainResult(
+        model, history, math.degrees(best[0]), input_rms, [str(p) for p in train_paths], [str(p) for p in val_paths]
+    )
 
 
 @torch.no_grad()

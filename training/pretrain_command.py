@@ -17,8 +17,9 @@ from training.pretrain import pretrain
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, help="globs of *_2k.h5 files (emg2pose layout)")
-    parser.add_argument("--val-sessions", nargs="+", default=["r03"],
-                        help="session ids held out for validation (default r03)")  # fmt: skip
+    parser.add_argument(
+        "--val-sessions", nargs="+", default=["r03"], help="session ids held out for validation (default r03)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="where to write the stand-in backbone (.pth)")
     parser.add_argument("--config", choices=["standin", "official"], default="standin")
     parser.add_argument("--epochs", type=int, default=40)
@@ -41,10 +42,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"✗ need both training and held-out files: {len(train)} train, {len(val)} held out ({args.val_sessions})")
         return 1
     config = BackboneConfig.standin() if args.config == "standin" else BackboneConfig.official()
-    print(f"pretraining a {args.config} vemg2pose ({count_parameters_of(config):,} parameters) on {len(train)} files, "
-          f"validating on {len(val)} held-out sessions")  # fmt: skip
-    result = pretrain(train, val, config=config, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                      max_minutes=args.max_minutes)  # fmt: skip
+    print(
+        f"pretraining a {args.config} vemg2pose ({count_parameters_of(config):,} parameters) on {len(train)} files, "
+        f"validating on {len(val)} held-out sessions"
+    )
+    result = pretrain(
+        train,
+        val,
+        config=config,
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_minutes=args.max_minutes,
+    )
     provenance = {
         "command": "mode2 " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "seed": args.seed,

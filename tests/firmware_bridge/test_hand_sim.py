@@ -117,9 +117,22 @@ def test_configure_changes_limits(hand: HandSimProcess, link: HandLink) -> None:
 
 def test_hand_sim_command_runs(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "hand-sim", "--link", str(tmp_path / "h"), "--duration", "0.6",
-         "--print-every", "0.2"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "hand-sim",
+            "--link",
+            str(tmp_path / "h"),
+            "--duration",
+            "0.6",
+            "--print-every",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "emulated hand on /dev/pts/" in result.stdout and "IDLE" in result.stdout

@@ -38,8 +38,11 @@ def test_python_encodes_and_decodes_vector_frames(vector: dict) -> None:
     assert encode(message, vector["seq"], vector["timestamp_us"]).hex() == vector["wire"]
     (frame,) = FrameDecoder().feed(bytes.fromhex(vector["wire"]))
     assert (frame.type, frame.seq, frame.timestamp_us, frame.message) == (
-        vector["type"], vector["seq"], vector["timestamp_us"], message
-    )  # fmt: skip
+        vector["type"],
+        vector["seq"],
+        vector["timestamp_us"],
+        message,
+    )
     assert b"\x00" not in bytes.fromhex(vector["wire"])[:-1]
 
 
@@ -76,8 +79,10 @@ def test_c_decoder_matches_vectors() -> None:
             blocks.append([])
     for vector, block in zip(VECTORS["frames"] + VECTORS["streams"], blocks, strict=False):
         names = vector.get("expect_frames", [vector["name"]])
-        expected = [f"FRAME {FRAMES[n]['type']} {FRAMES[n]['seq']} {FRAMES[n]['timestamp_us']} {FRAMES[n]['payload']}"
-                    for n in names]  # fmt: skip
+        expected = [
+            f"FRAME {FRAMES[n]['type']} {FRAMES[n]['seq']} {FRAMES[n]['timestamp_us']} {FRAMES[n]['payload']}"
+            for n in names
+        ]
         assert block[:-1] == expected, vector["name"]
         counts = [int(x) for x in block[-1].split()[1:]]
         assert counts[0] == len(names)

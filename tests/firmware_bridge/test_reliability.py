@@ -30,8 +30,9 @@ def test_host_killed_mid_stream_leaves_the_hand_safe(tmp_path: Path) -> None:
         """
     )
     with HandSimProcess(tmp_path / "hand", watchdog_ms=150) as hand:
-        host = subprocess.Popen([sys.executable, "-c", host_script, hand.port], stdout=subprocess.PIPE, text=True,
-                                cwd=REPO)  # fmt: skip
+        host = subprocess.Popen(
+            [sys.executable, "-c", host_script, hand.port], stdout=subprocess.PIPE, text=True, cwd=REPO
+        )
         assert host.stdout.readline().strip() == "streaming"
         gripping = hand.wait_for(lambda s: s.positions_mrad[2] == 1500, timeout=3.0)
         assert gripping is not None and gripping.state == DeviceState.ACTIVE

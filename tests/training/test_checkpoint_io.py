@@ -47,8 +47,7 @@ class _Evil:
 
 def test_a_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.2.2", "payload": _Evil()}, path,
-               pickle_protocol=2)  # fmt: skip
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.2.2", "payload": _Evil()}, path, pickle_protocol=2)
     with pytest.raises(CheckpointError, match=r"refusing to load posix\.system|refusing to load os\.system"):
         read_checkpoint_safely(path)
 
@@ -68,8 +67,9 @@ def test_wrong_shapes_and_wrong_variant(tmp_path: Path) -> None:
         load_backbone(path)
 
 
-def test_standin_round_trip_and_descriptions(tmp_path: Path, shared_dir: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_standin_round_trip_and_descriptions(
+    tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     torch.manual_seed(0)
     model = VEMG2Pose(BackboneConfig.standin())
     path = save_standin(tmp_path / "standin.pth", model, {"seed": 0})

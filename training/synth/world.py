@@ -115,9 +115,15 @@ def simulate_session(
     t_rel = np.arange(n) / FS_MINDROVE
     speed = np.interp(t_rel, motion.time, np.abs(np.gradient(motion.angles, 1 / MOTION_RATE, axis=0)).sum(axis=1))
     raw = add_recording_nuisances(
-        streams.mindrove_clean, FS_MINDROVE, rng, dc_offset_uv=placement.dc_offset_uv, mains_hz=subject.mains_hz,
-        mains_uv=placement.mains_uv, noise_uv=1.5 * subject.noise_scale, movement_speed=speed,
-    )  # fmt: skip
+        streams.mindrove_clean,
+        FS_MINDROVE,
+        rng,
+        dc_offset_uv=placement.dc_offset_uv,
+        mains_hz=subject.mains_hz,
+        mains_uv=placement.mains_uv,
+        noise_uv=1.5 * subject.noise_scale,
+        movement_speed=speed,
+    )
     t0 = 1.75e9 + 86400.0 * (subject.index * 10 + session_index) + float(rng.uniform(0, 3600))
     stamps = t0 + t_rel + rng.uniform(0.0, 1e-4, n)
     labels = np.zeros(n, dtype=np.uint8)

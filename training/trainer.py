@@ -1,0 +1,333 @@
+"""The Mode 2 (and direct-baseline) training loop, as the seed guide describes it.
+
+AdamW (lr 1e-3, wd 1e-4), CosineAnnealingWarmRestarts (T_0 = 20), gradient clipping 1.0,
+loss = MSE(θ) + MSE(joints) over the supervised points (joints in decimetres so that 1 cm of error weighs
+like 0.1 rad of θ error) + 0.1 × the confidence head's loss (reported apart). Validation on held-out
+sessions every epoch; best checkpoint by validation loss; periodic checkpoints; resume; data-parallel
+under torchrun (gloo on CPU: each rank takes every world-th window, gradients are all-reduced), where
+only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from training.evaluation import DEPLOYABLE, POLICIES, predict
+from training.metrics import mpjpe_mm
+from training.model_io import save_model_checkpoint
+from training.windows import SUPERVISED_INDICES, WindowSet
+
+JOINT_UNIT = 10.0  # metres → decimetres in the joint loss
+CONFIDENCE_WEIGHT = 0.1
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    t0: int = 20
+    seed: int = 0
+    checkpoint_every: int = 10
+    max_minutes: float | None = None
+    initial_state: str = "auto"
+    prefix: str = "transfer_mode2"
+    progress: bool = True
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    best_val_loss: float = math.inf
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    indices = torch.as_tensor(SUPERVISED_INDICES)
+    out = model.forward_trajectory(batch["emg"], batch["initial"], indices)
+    mask = batch["mask"].float()
+    weight = mask.sum().clamp_min(1.0)
+    theta = ((out["theta"] - batch["theta"]).pow(2).mean(dim=-1) * mask).sum() / weight
+    joints = (((out["joints"] - batch["joints"]) * JOINT_UNIT).pow(2).mean(dim=(-1, -2)) * mask).sum() / weight
+    with torch.no_grad():
+        now_error_mm = (out["joints"][:, -1] - batch["joints"][:, -1]).norm(dim=-1).mean(dim=-1) * 1000.0
+    now_ok = batch["mask"][:, -1].float()
+    confidence = ((out["log_error"] - torch.log1p(now_error_mm)).pow(2) * now_ok).sum() / now_ok.sum().clamp_min(1)
+    return {
+        "theta": theta,
+        "joints": joints,
+        "confidence": confidence,
+        "total": theta + joints,  # the guide's dual loss; checkpoints are chosen on it
+        "objective": theta + joints + CONFIDENCE_WEIGHT * confidence,
+        "now_error_mm": now_error_mm,
+        "now_ok": batch["mask"][:, -1],
+    }
+
+
+def _batch(windows: WindowSet, index: torch.Tensor, initial: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "emg": windows.emg[index],
+        "theta": windows.theta[index],
+        "joints": windows.joints[index],
+        "mask": windows.mask[index],
+        "initial": initial,
+    }
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor, batch_size: int) -> dict[str, float]:
+    model.eval()
+    sums = {"theta": 0.0, "joints": 0.0, "confidence": 0.0, "total": 0.0}
+    errors = []
+    n = 0
+    for start in range(0, len(windows), batch_size):
+        index = torch.arange(start, min(len(windows), start + batch_size))
+        result = losses(model, _batch(windows, index, train_mean.expand(len(index), 20)))
+        for key in sums:
+            sums[key] += float(result[key]) * len(index)
+        errors.append(result["now_error_mm"][result["now_ok"]])
+        n += len(index)
+    errors_mm = torch.cat(errors).numpy()
+    return {
+        **{k: v / max(1, n) for k, v in sums.items()},
+        "mpjpe_mean_mm": float(errors_mm.mean()),
+        "mpjpe_median_mm": float(np.median(errors_mm)),
+    }
+
+
+def compare_policies(model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor) -> dict[str, float]:
+    """Held-out MPJPE (mm, vs camera labels at "now") for each initial-state policy."""
+    ok = windows.mask[:, -1].numpy()
+    target = windows.joints[:, -1].numpy()
+    results = {}
+    for policy in POLICIES:
+        prediction = predict(model, windows, policy, train_mean)
+        results[policy] = float(mpjpe_mm(prediction["joints"][ok], target[ok]).mean())
+    return results
+
+
+def train(
+    model: torch.nn.Module,
+    train_windows: WindowSet,
+    val_windows: WindowSet,
+    config: TrainConfig,
+    meta: dict[str, Any],
+    resume: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    rank, world = _rank()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    train_mean = train_windows.initial.mean(dim=0, keepdim=True)
+    parameters = model.trainable_parameters()
+    if world > 1:  # every rank starts from rank 0's weights
+        for p in parameters:
+            dist.broadcast(p.data, src=0)
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.t0)
+    state = TrainState()
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        state = TrainState(resume["epoch"], resume["best_val_loss"], resume["history"])
+        rng = np.random.default_rng([config.seed, state.epoch])
+    config.out.mkdir(parents=True, exist_ok=True)
+    best_path = config.out / f"{config.prefix}_best.pth"
+    started = time.monotonic()
+    meta = {**meta, "initial_state_mean": train_mean[0].tolist()}
+    while state.epoch < config.epochs:
+        state.epoch += 1
+        model.train()
+        order = torch.as_tensor(rng.permutation(len(train_windows)))[rank::world]
+        sums = {"theta": 0.0, "joints": 0.0, "confidence": 0.0, "total": 0.0}
+        bar = tqdm(
+            range(0, len(order), config.batch_size),
+            desc=f"Epoch {state.epoch}/{config.epochs}",
+            disable=not config.progress or rank != 0,
+            leave=False,
+        )
+        for start in bar:
+            index = order[start : start + config.batch_size]
+            # teacher forcing mixed with the deployable start: half the windows start from the label
+            # pose at sample 1,790, half from the training mean
+            use_label = torch.as_tensor(rng.random(len(index)) < 0.5)[:, None]
+            initial = torch.where(use_label, train_windows.initial[index], train_mean.expand(len(index), 20))
+            batch = _batch(train_windows, index, initial)
+            result = losses(model, batch)
+            optimizer.zero_grad()
+            result["objective"].backward()
+            if world > 1:  # data parallel: average the (few) trainable gradients over the ranks
+                for p in parameters:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            for key in sums:
+                sums[key] += float(result[key]) * len(index)
+            bar.set_postfix(loss=f"{float(result['total']):.4f}")
+        scheduler.step()
+        n = max(1, len(order))
+        train_losses = {k: v / n for k, v in sums.items()}
+        val = validate(model, val_windows, train_mean, config.batch_size)
+        lr = optimizer.param_groups[0]["lr"]
+        record = {
+            "epoch": state.epoch,
+            "train": train_losses,
+            "val": val,
+            "lr": lr,
+            "seconds": time.monotonic() - started,
+        }
+        state.history.append(record)
+        if rank == 0:
+            _log_epoch(state.epoch, config.epochs, train_losses, val, lr)
+            improved = val["total"] < state.best_val_loss
+            if improved:
+                state.best_val_loss = val["total"]
+                save_model_checkpoint(best_path, model, {**meta, "metrics": _metrics(val, state)})
+                print(f"  ✅ Saved best model (val_loss={val['total']:.6f}, MPJPE={val['mpjpe_mean_mm']:.2f}mm)")
+            if config.checkpoint_every and state.epoch % config.checkpoint_every == 0:
+                save_model_checkpoint(
+                    config.out / f"{config.prefix}_epoch{state.epoch}.pth",
+                    model,
+                    {**meta, "metrics": _metrics(val, state)},
+                )
+            _save_resume(config, model, optimizer, scheduler, state)
+            _write_curves(config.out, state.history)
+        if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
+            if rank == 0:
+                print(f"stopping after {state.epoch} epochs: --max-minutes {config.max_minutes} reached")
+            break
+    result = {
+        "best_path": str(best_path),
+        "history": state.history,
+        "epochs_run": state.epoch,
+        "best_val_loss": state.best_val_loss,
+    }
+    if rank == 0:
+        result.update(_finish(best_path, val_windows, train_mean, config))
+        (config.out / "metrics.json").write_text(json.dumps(_json_safe(result), indent=1))
+    return result
+
+
+def _metrics(val: dict[str, float], state: TrainState) -> dict[str, Any]:
+    return {
+        "val_mpjpe_mm": val["mpjpe_mean_mm"],
+        "val_mpjpe_median_mm": val["mpjpe_median_mm"],
+        "val_loss": val["total"],
+        "epoch": state.epoch,
+        "ground_truth": "camera labels (MediaPipe→IK) of held-out sessions at the window's last sample",
+    }
+
+
+def _finish(best_path: Path, val_windows: WindowSet, train_mean: torch.Tensor, config: TrainConfig) -> dict[str, Any]:
+    """Pick the initial-state policy by measurement on the held-out sessions and record it in the best file."""
+    from training.model_io import load_model_checkpoint
+
+    model, meta = load_model_checkpoint(best_path)
+    if meta["kind"] != "mode2":
+        meta["initial_state_policy"] = "none"
+        save_model_checkpoint(best_path, model, meta)
+        return {"initial_state_policy": "none"}
+    measured = compare_policies(model, val_windows, train_mean)
+    chosen = min(DEPLOYABLE, key=lambda p: measured[p]) if config.initial_state == "auto" else config.initial_state
+    meta["initial_state_policy"] = chosen
+    meta["initial_state_eval_mpjpe_mm"] = measured
+    save_model_checkpoint(best_path, model, meta)
+    print(
+        "initial-state policy (held-out MPJPE vs camera labels): "
+        + ", ".join(f"{p} {v:.2f} mm" for p, v in measured.items())
+        + f" → {chosen}"
+    )
+    return {"initial_state_policy": chosen, "initial_state_eval_mpjpe_mm": measured}
+
+
+def _log_epoch(epoch: int, total: int, train: dict[str, float], val: dict[str, float], lr: float) -> None:
+    print(f"Epoch {epoch}/{total}")
+    print(
+        f"  Train Loss: {train['total']:.6f} (θ: {train['theta']:.6f}, joints: {train['joints']:.6f}, "
+        f"confidence: {train['confidence']:.4f})"
+    )
+    print(
+        f"  Val Loss:   {val['total']:.6f} (θ: {val['theta']:.6f}, joints: {val['joints']:.6f}, "
+        f"confidence: {val['confidence']:.4f})"
+    )
+    print(f"  Val MPJPE:  {val['mpjpe_mean_mm']:.2f}mm (median: {val['mpjpe_median_mm']:.2f}mm)")
+    print(f"  LR:         {lr:.6f}", flush=True)
+
+
+def _save_resume(
+    config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState
+) -> None:
+    path = config.out / f"{config.prefix}_last.pth"
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "kind": "resume",
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": state.epoch,
+            "best_val_loss": state.best_val_loss,
+            "history": state.history,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def _write_curves(out: Path, history: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key, style in (("total", "-"), ("theta", "--"), ("joints", ":")):
+        axes[0].plot(epochs, [h["train"][key] for h in history], "b" + style, label=f"train {key}")
+        axes[0].plot(epochs, [h["val"][key] for h in history], "r" + style, label=f"val {key}")
+    axes[0].set_yscale("log")
+    axes[0].set_title("loss")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(epochs, [h["val"]["mpjpe_mean_mm"] for h in history], label="mean")
+    axes[1].plot(epochs, [h["val"]["mpjpe_median_mm"] for h in history], label="median")
+    axes[1].axhline(15, color="g", ls="--", lw=0.8, label="15 mm (guide's target)")
+    axes[1].set_title("held-out MPJPE (mm, vs camera labels)")
+    axes[1].legend(fontsize=7)
+    axes[2].plot(epochs, [h["lr"] for h in history])
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=90)
+    plt.close(fig)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return float(value)

@@ -1,0 +1,196 @@
+"""Session files → training windows, as the seed guide describes, with held-out sessions kept apart.
+
+- 2-s windows of raw MindRove µV (1,000 samples at 500 Hz), hop 1 s (50 % overlap).
+- Labels: camera frames that pass the guide's filter (ik_error < 15 mm, mp_confidence > 0.5), linearly
+  interpolated onto the times of the supervised backbone outputs (every 20 ms over the window's last
+  0.5 s; the last one is "now"); a point is supervised only when both neighbouring frames are valid and
+  at most 100 ms apart.
+- The tracking initial state for backbone sample 1,790 comes from the label θ at that time, projected
+  onto the 20 emg2pose angles (real data has no emg2pose angles).
+- Splits are by session (`subject/session` keys) or by subject, never by window.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.hand_model import mano_pose_to_emg2pose_angles
+from training.mode2_model import MINDROVE_RATE, N_OUTPUT, WINDOW, output_time_offsets
+from training.session import Session, read_session
+
+HOP = WINDOW // 2
+SUPERVISED_POINTS = 25
+SUPERVISED_SPACING = 40  # backbone outputs (2 kHz) = 20 ms
+MAX_LABEL_GAP_S = 0.1
+SUPERVISED_INDICES = np.arange(
+    N_OUTPUT - 1 - SUPERVISED_SPACING * (SUPERVISED_POINTS - 1), N_OUTPUT, SUPERVISED_SPACING
+)
+INITIAL_STATE_INDEX = 0  # backbone output 0 ↔ 2-kHz sample 1,790: the initial state's time
+
+
+@dataclass
+class WindowSet:
+    emg: torch.Tensor  # (W,8,1000) float32 raw µV
+    theta: torch.Tensor  # (W,S,45)
+    joints: torch.Tensor  # (W,S,21,3)
+    mask: torch.Tensor  # (W,S) bool
+    initial: torch.Tensor  # (W,20) label-derived emg2pose angles at sample 1,790
+    session: torch.Tensor  # (W,) index into `keys`
+    start_time: torch.Tensor  # (W,) float64 seconds
+    keys: list[str] = field(default_factory=list)
+    truth_joints: torch.Tensor | None = None  # (W,21,3) true joints at "now" (synthetic data only)
+    truth_angles_initial: torch.Tensor | None = None  # (W,20) true emg2pose angles at sample 1,790
+
+    def __len__(self) -> int:
+        return int(self.emg.shape[0])
+
+    def subset(self, index: torch.Tensor) -> WindowSet:
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
+        return WindowSet(
+            self.emg[index],
+            self.theta[index],
+            self.joints[index],
+            self.mask[index],
+            self.initial[index],
+            self.session[index],
+            self.start_time[index],
+            self.keys,
+            pick(self.truth_joints),
+            pick(self.truth_angles_initial),
+        )
+
+
+def expand_globs(patterns: list[str]) -> list[Path]:
+    paths = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    return [p for p in paths if not p.name.endswith("_2k.h5")]
+
+
+def _interpolate(
+    times: np.ndarray, stamps: np.ndarray, values: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of per-frame `values` at `times`; ok where both neighbours are valid and close."""
+    right = np.clip(np.searchsorted(stamps, times), 1, len(stamps) - 1)
+    left = right - 1
+    span = stamps[right] - stamps[left]
+    weight = np.clip((times - stamps[left]) / np.where(span > 0, span, 1.0), 0.0, 1.0)
+    shape = (-1,) + (1,) * (values.ndim - 1)
+    out = values[left] * (1 - weight).reshape(shape) + values[right] * weight.reshape(shape)
+    ok = valid[left] & valid[right] & (span <= MAX_LABEL_GAP_S) & (times >= stamps[0]) & (times <= stamps[-1])
+    return out.astype(np.float32), ok
+
+
+def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
+    if session.emg_raw.shape[1] != 8:
+        raise ValueError(
+            f"{session.path}: emg/raw: Mode 2 needs the 8 MindRove channels, got {session.emg_raw.shape[1]}"
+        )
+    if abs(session.emg_rate - MINDROVE_RATE) > 1e-6:
+        raise ValueError(f"{session.path}: emg_sampling_rate is {session.emg_rate} Hz, Mode 2 needs {MINDROVE_RATE}")
+    n = len(session.emg_timestamps)
+    starts = np.arange(0, n - WINDOW + 1, hop)
+    t0 = session.emg_timestamps[starts]
+    # a window whose samples are not contiguous in time (stalled stream) is not used
+    contiguous = (session.emg_timestamps[starts + WINDOW - 1] - t0) < (WINDOW - 1) / MINDROVE_RATE * 1.05
+    starts, t0 = starts[contiguous], t0[contiguous]
+    valid = session.valid_pose_mask()
+    offsets = output_time_offsets(SUPERVISED_INDICES)
+    times = t0[:, None] + offsets[None, :]
+    theta, ok = _interpolate(times.ravel(), session.pose_timestamps, session.mano_theta, valid)
+    joints, _ = _interpolate(times.ravel(), session.pose_timestamps, session.joints_3d, valid)
+    init_times = t0 + output_time_offsets([INITIAL_STATE_INDEX])[0]
+    init_theta, init_ok = _interpolate(init_times, session.pose_timestamps, session.mano_theta, valid)
+    out = {
+        "emg": np.stack([session.emg_raw[s : s + WINDOW].T for s in starts]).astype(np.float32)
+        if len(starts)
+        else np.zeros((0, 8, WINDOW), np.float32),
+        "theta": theta.reshape(len(starts), -1, 45),
+        "joints": joints.reshape(len(starts), -1, 21, 3),
+        "mask": ok.reshape(len(starts), -1),
+        "initial": mano_pose_to_emg2pose_angles(init_theta).astype(np.float32),
+        "initial_ok": init_ok,
+        "start_time": t0,
+    }
+    if "truth/joints_3d" in session.extras:
+        all_valid = np.ones(len(session.pose_timestamps), dtype=bool)
+        now_times = t0 + offsets[-1]
+        out["truth_joints"], _ = _interpolate(
+            now_times, session.pose_timestamps, session.extras["truth/joints_3d"], all_valid
+        )
+        out["truth_angles_initial"], _ = _interpolate(
+            init_times, session.pose_timestamps, session.extras["truth/emg2pose_angles"], all_valid
+        )
+    return out
+
+
+def build_windows(sessions: list[Session], hop: int = HOP) -> WindowSet:
+    parts = [session_windows(s, hop) for s in sessions]
+    keys = [s.key for s in sessions]
+    keep = [p["initial_ok"] & p["mask"].any(axis=1) for p in parts]
+
+    def cat(name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.as_tensor(np.concatenate([p[name][k] for p, k in zip(parts, keep, strict=True)]), dtype=dtype)
+
+    has_truth = all("truth_joints" in p for p in parts)
+    return WindowSet(
+        emg=cat("emg"),
+        theta=cat("theta"),
+        joints=cat("joints"),
+        mask=cat("mask", torch.bool),
+        initial=cat("initial"),
+        session=torch.as_tensor(
+            np.concatenate([np.full(int(k.sum()), i) for i, k in enumerate(keep)]), dtype=torch.long
+        ),
+        start_time=cat("start_time", torch.float64),
+        keys=keys,
+        truth_joints=cat("truth_joints") if has_truth else None,
+        truth_angles_initial=cat("truth_angles_initial") if has_truth else None,
+    )
+
+
+@dataclass
+class Split:
+    train: list[Session]
+    val: list[Session]
+
+
+def split_sessions(sessions: list[Session], val_sessions: list[str] | None, val_subject: str | None) -> Split:
+    """Held-out sessions by `subject/session` key patterns (e.g. 's01/r03', '*/r03') or a whole subject."""
+    if val_subject:
+        val = [s for s in sessions if s.subject_id == val_subject]
+    elif val_sessions:
+        val = [s for s in sessions if any(fnmatch.fnmatch(s.key, pattern) for pattern in val_sessions)]
+    else:  # default: each subject's last session
+        last: dict[str, Session] = {}
+        for s in sorted(sessions, key=lambda s: s.key):
+            last[s.subject_id] = s
+        val = list(last.values())
+    train = [s for s in sessions if s not in val]
+    if not val or not train:
+        raise ValueError(
+            f"the split leaves {len(train)} training and {len(val)} held-out sessions; "
+            f"sessions: {[s.key for s in sessions]}"
+        )
+    return Split(train, val)
+
+
+def load_sessions(patterns: list[str]) -> list[Session]:
+    paths = expand_globs(patterns)
+    if not paths:
+        raise FileNotFoundError(f"no session files match {patterns}")
+    return [read_session(p) for p in paths]
+
+
+def channel_std(windows: WindowSet, preprocess_detrend) -> torch.Tensor:
+    """Per-channel standard deviation of the detrended training windows (the z-score statistics)."""
+    sample = windows.emg[:: max(1, len(windows) // 400)]
+    with torch.no_grad():
+        detrended = preprocess_detrend(sample)
+    return detrended.transpose(0, 1).reshape(8, -1).std(dim=1).clamp_min(1e-3)
