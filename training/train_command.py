@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     )
     result = train(model, train_windows, val_windows, config, meta, resume)
     if rank == 0:
-        best = min(h["val"]["mpjpe_mean_mm"] for h in result["history"])
+        best = min(result["history"], key=lambda h: h["val"]["total"])["val"]["mpjpe_mean_mm"]
         print(f"Training complete! Best val MPJPE: {best:.2f}mm (held-out sessions, vs camera labels)")
         print(f"  best checkpoint: {result['best_path']}")
     if dist.is_initialized():

@@ -1,0 +1,286 @@
+"""`mode2 evaluate`: held-out sessions only; Mode 2 against a mean-pose baseline and the direct baseline.
+
+Every number names its ground truth: "camera labels" (the MediaPipe→IK labels that training used, only
+frames passing the guide's filter) and, on synthetic data, "true motion" (the simulated hand itself).
+Confidence is calibrated on the first held-out session and reported on the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training import confidence_calibration as calib
+from training.checkpoint_io import CheckpointError
+from training.evaluation import POLICIES, predict
+from training.hand_model import FINGERS, MANO_JOINT_NAMES, forward_kinematics_np
+from training.metrics import ERROR_THRESHOLD_MM, auroc, by_confidence_decile, mpjpe_mm, summary
+from training.model_io import hand_from_dict, load_model_checkpoint, save_model_checkpoint
+from training.session import SessionFormatError
+from training.windows import build_windows, load_sessions
+
+CAMERA = "camera labels (MediaPipe→IK, frames passing ik_error < 15 mm and confidence > 0.5)"
+TRUTH = "true motion of the synthetic hand (no camera error)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="transfer_mode2_best.pth")
+    parser.add_argument("--direct", type=Path, default=None, help="direct_best.pth (the direct baseline)")
+    parser.add_argument("--data", nargs="+", required=True, help="globs of HELD-OUT session files")
+    parser.add_argument("--out", type=Path, default=Path("evaluation"))
+    parser.add_argument(
+        "--allow-train-sessions",
+        action="store_true",
+        help="evaluate on sessions the model trained on (numbers then mean nothing)",
+    )
+    parser.add_argument(
+        "--write-calibration",
+        action="store_true",
+        help="store the fitted confidence calibration in the checkpoint (for export)",
+    )
+
+
+def _model_results(
+    model: torch.nn.Module, meta: dict, windows: Any, targets: dict[str, np.ndarray], masks: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    mean = torch.tensor([meta.get("initial_state_mean", [0.0] * 20)], dtype=torch.float32)
+    policy = meta.get("initial_state_policy") or "train_mean"
+    policy = policy if policy in POLICIES else "train_mean"
+    policies = {}
+    if meta["kind"] == "mode2":
+        for p in tqdm(POLICIES, desc="initial-state policies", leave=False):
+            out = predict(model, windows, p, mean)
+            policies[p] = float(mpjpe_mm(out["joints"][masks["camera"]], targets["camera"][masks["camera"]]).mean())
+    prediction = predict(model, windows, policy if meta["kind"] == "mode2" else "train_mean", mean)
+    result: dict[str, Any] = {
+        "initial_state_policy": policy,
+        "policies_mpjpe_mm_vs_camera": policies,
+        "prediction": prediction,
+    }
+    for truth, target in targets.items():
+        result[truth] = summary(prediction["joints"][masks[truth]], target[masks[truth]])
+    ok = masks["camera"]
+    theta_error = np.abs(prediction["theta"][ok] - windows.theta[:, -1].numpy()[ok])
+    result["theta_mae_rad"] = float(theta_error.mean())
+    result["theta_mae_deg"] = math.degrees(result["theta_mae_rad"])
+    return result
+
+
+def _confidence_report(prediction: dict, errors: np.ndarray, sessions: np.ndarray) -> dict[str, Any]:
+    unique = np.unique(sessions)
+    calibrate_on = sessions == unique[0]
+    report_on = ~calibrate_on if len(unique) > 1 else calibrate_on
+    raw = prediction["confidence"]
+    table = calib.fit_from_errors(raw[calibrate_on], errors[calibrate_on])
+    calibrated = calib.apply(table, raw[report_on])
+    outcome = errors[report_on] <= ERROR_THRESHOLD_MM
+    return {
+        "calibration": table,
+        "calibrated_on_session_index": int(unique[0]),
+        "reported_on": "other held-out sessions" if len(unique) > 1 else "the same session (only one held out)",
+        "auroc_flag_error_over_20mm": auroc(1.0 - raw[report_on], errors[report_on] > ERROR_THRESHOLD_MM),
+        "brier_raw": calib.brier(raw[report_on], outcome),
+        "brier_calibrated": calib.brier(calibrated, outcome),
+        "deciles": by_confidence_decile(calibrated, errors[report_on]),
+        "fraction_over_20mm": float((errors[report_on] > ERROR_THRESHOLD_MM).mean()),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model, meta = load_model_checkpoint(args.checkpoint)
+        sessions = load_sessions(args.data)
+    except (CheckpointError, SessionFormatError, FileNotFoundError) as error:
+        print(f"✗ {error}")
+        return 1
+    trained_on = set(meta.get("training", {}).get("train_sessions", []))
+    overlap = sorted(s.key for s in sessions if s.key in trained_on)
+    if overlap and not args.allow_train_sessions:
+        print(
+            f"✗ {overlap} were used to train {args.checkpoint}; evaluate on held-out sessions "
+            "(or pass --allow-train-sessions and do not report the numbers as accuracy)"
+        )
+        return 1
+    windows = build_windows(sessions)
+    synthetic = windows.truth_joints is not None
+    hand = hand_from_dict(meta["hand_model"])
+    targets = {"camera": windows.joints[:, -1].numpy()}
+    masks = {"camera": windows.mask[:, -1].numpy()}
+    if synthetic:
+        targets["truth"] = windows.truth_joints.numpy()
+        masks["truth"] = np.ones(len(windows), dtype=bool)
+    train_theta_mean = None
+    results: dict[str, Any] = {
+        "sessions": [s.key for s in sessions],
+        "windows": len(windows),
+        "ground_truth": {"camera": CAMERA, **({"truth": TRUTH} if synthetic else {})},
+    }
+    mode2 = _model_results(model, meta, windows, targets, masks)
+    results["mode2" if meta["kind"] == "mode2" else "direct"] = mode2
+    if args.direct:
+        direct_model, direct_meta = load_model_checkpoint(args.direct)
+        results["direct"] = _model_results(direct_model, direct_meta, windows, targets, masks)
+    # mean-pose baseline: the training windows' mean θ is not stored; use the label mean of the model's
+    # training sessions when available in the checkpoint, else this data's own mean (optimistic)
+    train_theta_mean = np.asarray(meta.get("theta_mean") or windows.theta[:, -1][windows.mask[:, -1]].mean(0))
+    mean_joints = forward_kinematics_np(hand, train_theta_mean)[None].repeat(len(windows), 0)
+    results["mean_pose"] = {t: summary(mean_joints[masks[t]], targets[t][masks[t]]) for t in targets}
+    results["mean_pose"]["source"] = (
+        "training-label mean θ" if meta.get("theta_mean") else "held-out label mean θ (optimistic)"
+    )
+    errors = mpjpe_mm(mode2["prediction"]["joints"], targets["camera"])
+    ok = masks["camera"]
+    results["confidence"] = _confidence_report(
+        {k: v[ok] for k, v in mode2["prediction"].items()}, errors[ok], windows.session.numpy()[ok]
+    )
+    if args.write_calibration:
+        meta["confidence_calibration"] = results["confidence"]["calibration"]
+        save_model_checkpoint(args.checkpoint, model, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _plots(args.out, results, windows, targets, masks)
+    (args.out / "report.md").write_text(_report(results, meta, args))
+    for key in ("mode2", "direct"):
+        if key in results:
+            results[key] = {k: v for k, v in results[key].items() if k != "prediction"}
+    (args.out / "metrics.json").write_text(json.dumps(results, indent=1, default=float))
+    print((args.out / "report.md").read_text())
+    return 0
+
+
+def _row(name: str, block: dict, truth: str) -> str:
+    s = block[truth]
+    return f"| {name} | {s['mpjpe_mean_mm']:.2f} | {s['mpjpe_median_mm']:.2f} | {s['pa_mpjpe_mean_mm']:.2f} | {s['n_frames']} |"
+
+
+def _report(results: dict, meta: dict, args: argparse.Namespace) -> str:
+    lines = [
+        f"# Evaluation of `{args.checkpoint}`",
+        "",
+        f"Held-out sessions: {', '.join(results['sessions'])} ({results['windows']} windows, 2 s, hop 1 s; "
+        'the pose evaluated is the window\'s last sample, "now").',
+        f"Trained on: {', '.join(meta.get('training', {}).get('train_sessions', []))}.",
+        "",
+    ]
+    if meta.get("training", {}).get("synthetic"):
+        lines += [
+            "**All data here is synthetic** (`mode2 simulate`): these numbers measure the pipeline on the "
+            "synthetic world, not accuracy on a real arm.",
+            "",
+        ]
+    for truth, description in results["ground_truth"].items():
+        lines += [
+            f"## MPJPE against {description}",
+            "",
+            "| model | mean (mm) | median (mm) | PA-MPJPE (mm) | frames |",
+            "|---|---|---|---|---|",
+        ]
+        for key, name in (("mode2", "Mode 2"), ("direct", "direct Conv1D+LSTM"), ("mean_pose", "mean pose")):
+            if key in results:
+                lines.append(_row(name, results[key], truth))
+        lines.append("")
+    for key, name in (("mode2", "Mode 2"), ("direct", "direct baseline")):
+        if key not in results:
+            continue
+        r = results[key]
+        lines += [
+            f"## {name}: per finger and per joint (mm, vs camera labels)",
+            "",
+            "| " + " | ".join(FINGERS) + " |",
+            "|" + "---|" * len(FINGERS),
+            "| " + " | ".join(f"{r['camera']['per_finger_mm'][f]:.1f}" for f in FINGERS) + " |",
+            "",
+            "| joint | " + " | ".join(MANO_JOINT_NAMES[1:]) + " |",
+            "|---|" + "---|" * 20,
+            "| mm | " + " | ".join(f"{r['camera']['per_joint_mm'][j]:.1f}" for j in MANO_JOINT_NAMES[1:]) + " |",
+            "",
+            f"θ error vs camera labels: {r['theta_mae_rad']:.4f} rad ({r['theta_mae_deg']:.2f}°) mean absolute.",
+            "",
+        ]
+        if r["policies_mpjpe_mm_vs_camera"]:
+            lines += [
+                "Tracking initial-state policy (MPJPE mm vs camera labels; `label` needs labels, so it is an "
+                "upper bound, not deployable):",
+                "",
+                "| " + " | ".join(r["policies_mpjpe_mm_vs_camera"]) + " |",
+                "|" + "---|" * len(r["policies_mpjpe_mm_vs_camera"]),
+                "| " + " | ".join(f"{v:.2f}" for v in r["policies_mpjpe_mm_vs_camera"].values()) + " |",
+                "",
+                f"Policy recorded in the checkpoint: **{r['initial_state_policy']}**.",
+                "",
+            ]
+    c = results["confidence"]
+    lines += [
+        "## Confidence (Mode 2)",
+        "",
+        f"Calibrated (isotonic, P(error ≤ 20 mm)) on held-out session #{c['calibrated_on_session_index']}, "
+        f"reported on {c['reported_on']}. AUROC for flagging frames with error > 20 mm: "
+        f"**{c['auroc_flag_error_over_20mm']:.3f}**; Brier score {c['brier_raw']:.3f} raw → "
+        f"{c['brier_calibrated']:.3f} calibrated; {100 * c['fraction_over_20mm']:.1f} % of frames are over 20 mm.",
+        "",
+        "| decile (1 = least confident) | n | mean confidence | MPJPE (mm) | > 20 mm |",
+        "|---|---|---|---|---|",
+    ]
+    for row in c["deciles"]:
+        lines.append(
+            f"| {row['decile']} | {row['n']} | {row['confidence_mean']:.3f} | {row['mpjpe_mm']:.2f} | "
+            f"{100 * row['fraction_over_threshold']:.0f} % |"
+        )
+    lines += ["", "Plots: `mpjpe_per_joint.png`, `error_vs_confidence.png`, `trajectories.png`.", ""]
+    return "\n".join(lines)
+
+
+def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(14, 4))
+    names = MANO_JOINT_NAMES[1:]
+    models = [
+        (k, n) for k, n in (("mode2", "Mode 2"), ("direct", "direct"), ("mean_pose", "mean pose")) if k in results
+    ]
+    width = 0.8 / len(models)
+    for i, (key, name) in enumerate(models):
+        values = [results[key]["camera"]["per_joint_mm"][j] for j in names]
+        ax.bar(np.arange(len(names)) + i * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(names)) + 0.4, names, rotation=60, fontsize=7)
+    ax.set_ylabel("mm (vs camera labels)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "mpjpe_per_joint.png", dpi=90)
+    plt.close(fig)
+
+    deciles = results["confidence"]["deciles"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([d["confidence_mean"] for d in deciles], [d["mpjpe_mm"] for d in deciles], "o-")
+    ax.axhline(ERROR_THRESHOLD_MM, color="r", ls="--", lw=0.8)
+    ax.set_xlabel("calibrated confidence (decile mean)")
+    ax.set_ylabel("MPJPE (mm)")
+    fig.tight_layout()
+    fig.savefig(out / "error_vs_confidence.png", dpi=90)
+    plt.close(fig)
+
+    prediction = results["mode2"]["prediction"]
+    first = windows.session.numpy() == windows.session.numpy()[0]
+    order = np.argsort(windows.start_time.numpy()[first])
+    t = windows.start_time.numpy()[first][order]
+    fig, axes = plt.subplots(3, 1, figsize=(12, 7), sharex=True)
+    for ax, (finger, (j, _, _, tip)) in zip(axes, list(FINGERS.items())[1:4], strict=False):
+        ax.plot(t - t[0], targets["camera"][first][order][:, tip, 1] * 1000, "k.", ms=3, label="camera label")
+        if "truth" in targets:
+            ax.plot(t - t[0], targets["truth"][first][order][:, tip, 1] * 1000, "g-", lw=0.8, label="true motion")
+        ax.plot(t - t[0], prediction["joints"][first][order][:, tip, 1] * 1000, "b-", lw=1, label="Mode 2")
+        ax.set_ylabel(f"{finger} tip y (mm)")
+    axes[0].legend(fontsize=7)
+    axes[-1].set_xlabel("time in session (s)")
+    fig.tight_layout()
+    fig.savefig(out / "trajectories.png", dpi=90)
+    plt.close(fig)
