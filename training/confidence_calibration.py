@@ -46,7 +46,7 @@ def apply(calibration: dict[str, list[float]] | None, confidence: np.ndarray) ->
 
 def fit_from_errors(confidence: np.ndarray, errors_mm: np.ndarray) -> dict[str, object]:
     table = isotonic_fit(confidence, (errors_mm <= ERROR_THRESHOLD_MM).astype(float))
-    return {**table, "target": f"P(mean joint error <= {ERROR_THRESHOLD_MM:g} mm)", "n": int(len(confidence))}
+    return {**table, "target": f"P(mean joint error <= {ERROR_THRESHOLD_MM:g} mm)", "n": len(confidence)}
 
 
 def brier(probability: np.ndarray, outcome: np.ndarray) -> float:

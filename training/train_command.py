@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             "synthetic": all(bool(s.attrs.get("synthetic", False)) for s in sessions),
         },
     }
+    now_ok = train_windows.mask[:, -1]
+    meta["theta_mean"] = train_windows.theta[:, -1][now_ok].mean(dim=0).tolist()  # for the mean-pose baseline
     if args.arch == "mode2":
         try:
             backbone, info = load_backbone(args.backbone)
