@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _row(name: str, block: dict, truth: str) -> str:
     s = block[truth]
-    return f"| {name} | {s['mpjpe_mean_mm']:.2f} | {s['mpjpe_median_mm']:.2f} | {s['pa_mpjpe_mean_mm']:.2f} | {s['n_frames']} |"
+    numbers = (s["mpjpe_mean_mm"], s["mpjpe_median_mm"], s["pa_mpjpe_mean_mm"])
+    return f"| {name} | " + " | ".join(f"{v:.2f}" for v in numbers) + f" | {s['n_frames']} |"
 
 
 def _report(results: dict, meta: dict, args: argparse.Namespace) -> str:
@@ -273,7 +274,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     order = np.argsort(windows.start_time.numpy()[first])
     t = windows.start_time.numpy()[first][order]
     fig, axes = plt.subplots(3, 1, figsize=(12, 7), sharex=True)
-    for ax, (finger, (j, _, _, tip)) in zip(axes, list(FINGERS.items())[1:4], strict=False):
+    for ax, (finger, (_j, _, _, tip)) in zip(axes, list(FINGERS.items())[1:4], strict=False):
         ax.plot(t - t[0], targets["camera"][first][order][:, tip, 1] * 1000, "k.", ms=3, label="camera label")
         if "truth" in targets:
             ax.plot(t - t[0], targets["truth"][first][order][:, tip, 1] * 1000, "g-", lw=0.8, label="true motion")

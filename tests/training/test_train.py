@@ -113,7 +113,7 @@ def test_direct_baseline_trains(small_world: Path, tmp_path: Path) -> None:
         )
         == 0
     )
-    model, meta = load_model_checkpoint(tmp_path / "direct_best.pth")
+    _model, meta = load_model_checkpoint(tmp_path / "direct_best.pth")
     assert meta["kind"] == "direct" and meta["initial_state_policy"] == "none"
 
 
@@ -150,6 +150,6 @@ def test_torchrun_two_processes_write_one_coherent_checkpoint(small_world: Path,
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("Epoch 1/1") == 1, "only rank 0 logs"
-    model, meta = load_model_checkpoint(tmp_path / "transfer_mode2_best.pth")
+    _model, meta = load_model_checkpoint(tmp_path / "transfer_mode2_best.pth")
     assert meta["kind"] == "mode2"
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["transfer_mode2_best.pth", "transfer_mode2_last.pth"]
