@@ -197,7 +197,7 @@ class VEMG2Pose(nn.Module):
         return torch.stack(outputs, dim=2)
 
     def forward(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> torch.Tensor:
-        n_samples = emg.shape[-1]
+        n_samples = int(emg.shape[-1])
         trajectory = self.rollout(self.encode(emg), initial_pose, self.n_rollout_steps(n_samples))
         return F.interpolate(trajectory, size=n_samples - LEFT_CONTEXT, mode="linear", align_corners=False)
 

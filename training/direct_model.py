@@ -59,5 +59,9 @@ class DirectModel(nn.Module):
         angles = theta.new_zeros(theta.shape[0], 20) + 0.0 * initial_pose  # keeps the input in the graph
         return Mode2Output(theta, self.hand(theta), angles, confidence)
 
+    def forward_with_feedback(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        theta, joints, angles, confidence = self.forward(emg_raw, initial_pose)
+        return theta, joints, angles, confidence, angles  # no tracking state: zeros
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

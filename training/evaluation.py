@@ -13,15 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.mode2_model import MINDROVE_RATE, N_OUTPUT
+from training.mode2_model import FEEDBACK_INDEX, MINDROVE_RATE, N_OUTPUT
 from training.windows import HOP, SUPERVISED_INDICES, WindowSet
 
 POLICIES = ("neutral", "train_mean", "feedback", "label")
 DEPLOYABLE = ("neutral", "train_mean", "feedback")
-# With a 1-s hop (2,000 samples at 2 kHz), this window's sample 1,790 is the previous window's sample 3,790,
-# i.e. the previous window's backbone output 3,790 − 1,790 = 2,000.
-FEEDBACK_INDEX = HOP * 4
-assert FEEDBACK_INDEX < N_OUTPUT
+assert HOP * 4 == FEEDBACK_INDEX < N_OUTPUT
 
 
 @torch.no_grad()

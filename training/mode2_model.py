@@ -29,6 +29,10 @@ UPSAMPLE = 4
 BACKBONE_SAMPLES = WINDOW * UPSAMPLE  # 4000 at 2 kHz
 N_OUTPUT = BACKBONE_SAMPLES - LEFT_CONTEXT  # 2210 backbone outputs per window; the last is "now"
 ERROR_THRESHOLD_MM = 20.0
+RECOMMENDED_HOP = WINDOW // 2
+# With a 1-s hop (2,000 samples at 2 kHz) the next window's sample 1,790 is this window's sample 3,790,
+# i.e. backbone output 3,790 − 1,790 = 2,000: the "feedback" initial state for the next window.
+FEEDBACK_INDEX = RECOMMENDED_HOP * UPSAMPLE
 
 
 class Mode2Output(NamedTuple):
@@ -56,7 +60,10 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.ones(channels))
 
     def detrend(self, emg: torch.Tensor) -> torch.Tensor:
-        centred = emg - emg.mean(dim=-1, keepdim=True)
+        # first subtract the first sample (nearly exact even on a 400 mV offset), so that the sums below run
+        # over values of µV magnitude: float32 sums of 1e5-µV values differ between runtimes by ~0.01 µV
+        relative = emg - emg[..., :1]
+        centred = relative - relative.mean(dim=-1, keepdim=True)
         slope = (centred * self.t_centred).sum(dim=-1, keepdim=True) / self.t_norm
         return centred - slope * self.t_centred
 
@@ -173,8 +180,9 @@ class Mode2Model(nn.Module):
         channel_level = torch.log(x.pow(2).mean(dim=-1) + 1e-3)  # (B,8) signal level, for the confidence head
         x16 = upsample(self.adapter(x))
         features = self.backbone.encode(x16)
-        trajectory = self.backbone.rollout(features, initial_pose, self.backbone.n_rollout_steps(x16.shape[-1]))
-        angles = F.interpolate(trajectory, size=x16.shape[-1] - LEFT_CONTEXT, mode="linear", align_corners=False)
+        n_samples = int(x16.shape[-1])  # fixed by the window; a constant in the exported graph
+        trajectory = self.backbone.rollout(features, initial_pose, self.backbone.n_rollout_steps(n_samples))
+        angles = F.interpolate(trajectory, size=n_samples - LEFT_CONTEXT, mode="linear", align_corners=False)
         return angles, features[..., -1], channel_level
 
     def forward_trajectory(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor, indices: torch.Tensor) -> dict:
@@ -201,6 +209,14 @@ class Mode2Model(nn.Module):
         joints = self.hand(theta)
         _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
         return Mode2Output(theta, joints, now, confidence)
+
+    def forward_with_feedback(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`forward` plus the angles at backbone output FEEDBACK_INDEX: the next window's initial state."""
+        angles, last_features, level = self._run(emg_raw, initial_pose)
+        now = angles[:, :, -1]
+        theta = self.converter(now)
+        _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
+        return theta, self.hand(theta), now, confidence, angles[:, :, FEEDBACK_INDEX]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,86 @@
+"""Parity of an exported model against the PyTorch model on the same held-out windows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+THETA_TOLERANCE_RAD = 1e-4
+JOINTS_TOLERANCE_M = 1e-5  # 0.01 mm
+INT8_MPJPE_TOLERANCE_MM = 2.0  # a quantized model is allowed to differ; this much is reported as acceptable
+
+
+@dataclass
+class Parity:
+    windows: int
+    theta_max_abs_rad: float
+    joints_max_abs_mm: float
+    confidence_max_abs: float
+    mpjpe_torch_mm: float | None
+    mpjpe_onnx_mm: float | None
+
+    @property
+    def mpjpe_delta_mm(self) -> float | None:
+        if self.mpjpe_torch_mm is None or self.mpjpe_onnx_mm is None:
+            return None
+        return self.mpjpe_onnx_mm - self.mpjpe_torch_mm
+
+    def passes(self, int8: bool = False) -> bool:
+        if int8:
+            return self.mpjpe_delta_mm is None or abs(self.mpjpe_delta_mm) <= INT8_MPJPE_TOLERANCE_MM
+        return self.theta_max_abs_rad <= THETA_TOLERANCE_RAD and self.joints_max_abs_mm <= JOINTS_TOLERANCE_M * 1000
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mpjpe_delta_mm": self.mpjpe_delta_mm}
+
+    def describe(self) -> str:
+        text = (
+            f"{self.windows} windows: |Δθ| max {self.theta_max_abs_rad:.2e} rad, |Δjoints| max "
+            f"{self.joints_max_abs_mm:.2e} mm, |Δconfidence| max {self.confidence_max_abs:.2e}"
+        )
+        if self.mpjpe_delta_mm is not None:
+            text += (
+                f"; MPJPE {self.mpjpe_torch_mm:.3f} mm (PyTorch) vs {self.mpjpe_onnx_mm:.3f} mm (ONNX), "
+                f"Δ {self.mpjpe_delta_mm:+.4f} mm"
+            )
+        return text
+
+
+def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_parity(
+    onnx_path: Path,
+    wrapper: torch.nn.Module,
+    emg: torch.Tensor,
+    initial: torch.Tensor,
+    target_joints: np.ndarray | None,
+    target_ok: np.ndarray | None,
+) -> Parity:
+    with torch.no_grad():
+        reference = [t.numpy() for t in wrapper(emg, initial)]
+    got = session(onnx_path).run(None, {"emg": emg.numpy(), "initial_pose": initial.numpy()})
+    mpjpe_torch = mpjpe_onnx = None
+    if target_joints is not None and target_ok is not None and target_ok.any():
+
+        def mpjpe(joints: np.ndarray) -> float:
+            return float(np.linalg.norm(joints[target_ok] - target_joints[target_ok], axis=-1).mean() * 1000)
+
+        mpjpe_torch, mpjpe_onnx = mpjpe(reference[1]), mpjpe(got[1])
+    return Parity(
+        windows=int(emg.shape[0]),
+        theta_max_abs_rad=float(np.abs(got[0] - reference[0]).max()),
+        joints_max_abs_mm=float(np.abs(got[1] - reference[1]).max() * 1000),
+        confidence_max_abs=float(np.abs(got[3] - reference[3]).max()),
+        mpjpe_torch_mm=mpjpe_torch,
+        mpjpe_onnx_mm=mpjpe_onnx,
+    )
