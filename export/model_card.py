@@ -11,15 +11,21 @@ def write_model_card(onnx_path: Path, metadata: dict[str, Any], graph: dict[str,
     training = metadata.get("training_data", {})
     validation = metadata.get("validation", {})
     parity = metadata.get("parity") or {}
+    nan = float("nan")
+    kind = metadata["model_kind"]
+    described = "Mode 2 transfer on a frozen vemg2pose backbone" if kind == "mode2" else "direct Conv1D+LSTM baseline"
+    backbone = metadata.get("backbone", {}).get("kind", "—")
+    rollout = "a Loop" if graph["has_loop"] else "no Loop (the 50 Hz rollout is unrolled)"
+    policies = json.dumps(metadata.get("initial_state_eval_mpjpe_mm"))
     lines = [
         f"# Model card: `{onnx_path.name}`",
         "",
-        f"- Kind: **{metadata['model_kind']}** ({'Mode 2 transfer on a frozen vemg2pose backbone' if metadata['model_kind'] == 'mode2' else 'direct Conv1D+LSTM baseline'})",
-        f"- Backbone: {metadata.get('backbone', {}).get('kind', '—')}; hand model: {metadata.get('hand_model') or 'open'}",
-        f"- Source checkpoint sha256: `{metadata['source_checkpoint_sha256']}`; software {metadata['software_version']}; "
-        f"ONNX opset {metadata['opset']}; quantization: {metadata['quantization']}",
-        f"- Graph: {graph['nodes']} nodes, {'a Loop' if graph['has_loop'] else 'no Loop (the 50 Hz rollout is unrolled)'}, "
-        f"{graph['bytes'] / 1e6:.1f} MB",
+        f"- Kind: **{kind}** ({described})",
+        f"- Backbone: {backbone}; hand model: {metadata.get('hand_model') or 'open'}",
+        f"- Source checkpoint sha256: `{metadata['source_checkpoint_sha256']}`",
+        f"- Software {metadata['software_version']}; ONNX opset {metadata['opset']}; "
+        f"quantization: {metadata['quantization']}",
+        f"- Graph: {graph['nodes']} nodes, {rollout}, {graph['bytes'] / 1e6:.1f} MB",
         "",
         "## Input and output",
         "",
@@ -34,15 +40,18 @@ def write_model_card(onnx_path: Path, metadata: dict[str, Any], graph: dict[str,
         "",
         f"- Training sessions: {training.get('train_sessions')} ({training.get('train_minutes') or 0:.1f} min); "
         f"held out: {training.get('val_sessions')}; synthetic: {training.get('synthetic')}.",
-        f"- Held-out MPJPE (vs camera labels, at the window's last sample): {validation.get('val_mpjpe_mm', float('nan')):.2f} mm "
-        f"mean, {validation.get('val_mpjpe_median_mm', float('nan')):.2f} mm median.",
-        f"- Initial-state policies measured on held-out sessions (MPJPE mm): {json.dumps(metadata.get('initial_state_eval_mpjpe_mm'))}",
+        f"- Held-out MPJPE (vs camera labels, at the window's last sample): "
+        f"{validation.get('val_mpjpe_mm', nan):.2f} mm mean, "
+        f"{validation.get('val_mpjpe_median_mm', nan):.2f} mm median.",
+        f"- Initial-state policies measured on held-out sessions (MPJPE mm): {policies}",
         f"- Confidence: {metadata['outputs']['confidence']['meaning']}.",
         "",
         "## Parity (checked at export)",
         "",
-        f"- fp32 vs PyTorch on {parity.get('windows')} held-out windows: |Δθ| ≤ {parity.get('theta_max_abs_rad', float('nan')):.1e} rad, "
-        f"|Δjoints| ≤ {parity.get('joints_max_abs_mm', float('nan')):.1e} mm, MPJPE Δ {parity.get('mpjpe_delta_mm')} mm.",
+        f"- fp32 vs PyTorch on {parity.get('windows')} held-out windows: "
+        f"|Δθ| ≤ {parity.get('theta_max_abs_rad', nan):.1e} rad, "
+        f"|Δjoints| ≤ {parity.get('joints_max_abs_mm', nan):.1e} mm, "
+        f"MPJPE Δ {parity.get('mpjpe_delta_mm')} mm.",
     ]
     if extra.get("int8"):
         p = extra["int8"]

@@ -3,7 +3,8 @@
 Inputs `emg` (B,8,1000) raw MindRove µV and `initial_pose` (B,20); outputs `theta` (B,45) rad, `joints`
 (B,21,3) m, `angles` (B,20) rad, `confidence` (B,) — already calibrated when the checkpoint carries a
 calibration table — and `feedback_angles` (B,20): the backbone's estimate for the instant that becomes
-the next window's tracking initial state at the recommended 1-s hop (the "feedback" policy). Detrending, normalisation, the ×4 upsampling, the 50 Hz rollout and the calibration
+the next window's tracking initial state at the recommended 1-s hop (the "feedback" policy).
+Detrending, normalisation, the ×4 upsampling, the 50 Hz rollout and the calibration
 are all inside the graph. Exported with the TorchScript exporter at opset 17: the rollout's 55 steps are
 unrolled (measured faster than a Loop, see docs/EXPORT.md).
 """
