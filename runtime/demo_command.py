@@ -25,64 +25,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _stages(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The pipeline a newcomer would type: 4 synthetic sessions; train on r01–r02, r03 held out for model
+    selection, r04 never seen until evaluation and the export's parity check."""
     out: Path = args.out
     sessions = out / "sessions"
-    train = out / "train"
+    best = str(out / "train" / "transfer_mode2_best.pth")
+    simulate = f"--out {sessions} --subjects 1 --sessions 4 --minutes {args.minutes} --seed {args.seed} --playback-csv"
+    train = f"--out {out / 'train'} --val-sessions s01/r03 --epochs {args.epochs} --seed {args.seed}"
     return [
-        (
-            "simulate",
-            [
-                "--out",
-                str(sessions),
-                "--subjects",
-                "1",
-                "--sessions",
-                "4",
-                "--minutes",
-                str(args.minutes),
-                "--seed",
-                str(args.seed),
-                "--playback-csv",
-            ],
-        ),
+        ("simulate", simulate.split()),
         ("inspect", [str(sessions / "s01_r01.h5"), "--plot", str(out / "s01_r01_overview.png")]),
         ("inspect-checkpoint", []),
-        (
-            "train",
-            [
-                "--data",
-                str(sessions / "s01_r0[1-4].h5"),
-                "--out",
-                str(train),
-                "--val-sessions",
-                "s01/r03",
-                "--epochs",
-                str(args.epochs),
-                "--seed",
-                str(args.seed),
-            ],
-        ),
+        ("train", ["--data", str(sessions / "s01_r0[1-3].h5"), *train.split()]),
         (
             "evaluate",
             [
                 "--checkpoint",
-                str(train / "transfer_mode2_best.pth"),
+                best,
                 "--data",
                 str(sessions / "s01_r04.h5"),
                 "--out",
                 str(out / "evaluation"),
+                "--write-calibration",
             ],
         ),
         (
             "export-onnx",
-            [
-                "--checkpoint",
-                str(train / "transfer_mode2_best.pth"),
-                "--out",
-                str(out / "model.onnx"),
-                "--data",
-                str(sessions / "s01_r04.h5"),
-            ],
+            ["--checkpoint", best, "--out", str(out / "model.onnx"), "--data", str(sessions / "s01_r04.h5"), "--int8"],
         ),
     ]
 
@@ -108,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_backbone(available: dict) -> str:
+def _default_backbone(available: dict[str, object]) -> str:
     """The shipped stand-in backbone's path, asked of the training side in its own process."""
     probe = subprocess.run(
         [sys.executable, "-c", "from training.backbone import default_backbone_path; print(default_backbone_path())"],
