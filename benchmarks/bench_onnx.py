@@ -22,14 +22,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.metadata import build_metadata  # noqa: E402
-from export.onnx_export import ExportWrapper, export_onnx, graph_summary  # noqa: E402
-from export.quantize import quantize_int8  # noqa: E402
-from training.backbone import LEFT_CONTEXT, VEMG2Pose  # noqa: E402
-from training.backbone_io import load_backbone  # noqa: E402
-from training.hand_model import open_hand_model  # noqa: E402
-from training.mode2_model import Mode2Model  # noqa: E402
-from training.model_io import hand_to_dict  # noqa: E402
+from export.metadata import build_metadata
+from export.onnx_export import ExportWrapper, export_onnx, graph_summary
+from export.quantize import quantize_int8
+from training.backbone import LEFT_CONTEXT, VEMG2Pose
+from training.backbone_io import load_backbone
+from training.hand_model import open_hand_model
+from training.mode2_model import Mode2Model
+from training.model_io import hand_to_dict
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/emg2pose/random_vemg2pose.ckpt"
 
@@ -45,10 +45,12 @@ def official_style_forward(backbone: VEMG2Pose, emg: torch.Tensor, initial: torc
         o, state = backbone.decoder.lstm(x, state)
         pose = pose + 0.01 * backbone.decoder.mlp_out(o[:, 0])
         out.append(pose)
-    return F.interpolate(torch.stack(out, 2), size=int(emg.shape[-1]) - LEFT_CONTEXT, mode="linear", align_corners=False)
+    return F.interpolate(
+        torch.stack(out, 2), size=int(emg.shape[-1]) - LEFT_CONTEXT, mode="linear", align_corners=False
+    )
 
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
+def timed(fn, repeats: int) -> float:
     fn()
     samples = []
     for _ in range(repeats):
@@ -90,26 +92,39 @@ def main() -> None:
                 return windows[state["i"]]
 
             with torch.no_grad():
-                x16 = torch.zeros(1, 16, 4000)
-                t_official = timed(lambda: official_style_forward(backbone, x16 + float(next_window()[0, 0, 0]) * 0,
-                                                                  torch.zeros(1, 20)), args.windows)
-                t_torch = timed(lambda: wrapper(torch.from_numpy(next_window()), torch.from_numpy(initial)), args.windows)
-            t_fp32 = timed(lambda: sessions["fp32"].run(None, {"emg": next_window(), "initial_pose": initial}), args.windows)
-            t_int8 = timed(lambda: sessions["int8"].run(None, {"emg": next_window(), "initial_pose": initial}), args.windows)
+                x16 = torch.randn(1, 16, 4000) * 50
+                t_official = timed(lambda: official_style_forward(backbone, x16, torch.zeros(1, 20)), args.windows)
+                t_torch = timed(
+                    lambda: wrapper(torch.from_numpy(next_window()), torch.from_numpy(initial)), args.windows
+                )
+            t_fp32 = timed(
+                lambda: sessions["fp32"].run(None, {"emg": next_window(), "initial_pose": initial}), args.windows
+            )
+            t_int8 = timed(
+                lambda: sessions["int8"].run(None, {"emg": next_window(), "initial_pose": initial}), args.windows
+            )
             rows.append((threads, t_official, t_torch, t_fp32, t_int8))
         with torch.no_grad():
             reference = [t.numpy() for t in wrapper(torch.from_numpy(windows[0]), torch.from_numpy(initial))]
         got32 = sessions["fp32"].run(None, {"emg": windows[0], "initial_pose": initial})
         got8 = sessions["int8"].run(None, {"emg": windows[0], "initial_pose": initial})
-    print(f"Mode 2 with the official-size vemg2pose (5.97 M params), batch 1, 2-s window; graph {graph['nodes']} nodes, "
-          f"loop unrolled: {not graph['has_loop']}")
-    print("threads | PyTorch official-style rollout | PyTorch (ours) | ORT fp32 | ORT int8 | fp32 speed-up vs ours | "
-          "vs official-style")
+    print(
+        f"Mode 2 with the official-size vemg2pose (5.97 M params), batch 1, 2-s window; graph {graph['nodes']} nodes, "
+        f"loop unrolled: {not graph['has_loop']}"
+    )
+    print(
+        "threads | PyTorch official-style rollout | PyTorch (ours) | ORT fp32 | ORT int8 | fp32 speed-up vs ours | "
+        "vs official-style"
+    )
     for threads, official, ours, fp32_ms, int8_ms in rows:
-        print(f"{threads:7d} | {official:10.1f} ms (backbone only) | {ours:8.1f} ms | {fp32_ms:6.1f} ms | "
-              f"{int8_ms:6.1f} ms | {ours / fp32_ms:5.1f}× | {official / fp32_ms:5.1f}×")
-    print(f"outputs: fp32 |Δjoints| max {np.abs(got32[1] - reference[1]).max() * 1000:.1e} mm; "
-          f"int8 |Δjoints| max {np.abs(got8[1] - reference[1]).max() * 1000:.2f} mm (random weights)")
+        print(
+            f"{threads:7d} | {official:10.1f} ms (backbone only) | {ours:8.1f} ms | {fp32_ms:6.1f} ms | "
+            f"{int8_ms:6.1f} ms | {ours / fp32_ms:5.1f}× | {official / fp32_ms:5.1f}×"
+        )
+    print(
+        f"outputs: fp32 |Δjoints| max {np.abs(got32[1] - reference[1]).max() * 1000:.1e} mm; "
+        f"int8 |Δjoints| max {np.abs(got8[1] - reference[1]).max() * 1000:.2f} mm (random weights)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,20 +26,56 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def checkpoints(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ckpt")
-    common = ["--data", str(small_world / "s01_r0*.h5"), "--out", str(out), "--epochs", "1", "--val-sessions",
-              "s01/r03", "--batch-size", "16"]
+    common = [
+        "--data",
+        str(small_world / "s01_r0*.h5"),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--val-sessions",
+        "s01/r03",
+        "--batch-size",
+        "16",
+    ]
     assert main(["train", *common]) == 0
     assert main(["train", "--arch", "direct", *common]) == 0
-    assert main(["evaluate", "--checkpoint", str(out / "transfer_mode2_best.pth"), "--data",
-                 str(small_world / "s01_r03.h5"), "--out", str(out / "eval"), "--write-calibration"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out / "transfer_mode2_best.pth"),
+                "--data",
+                str(small_world / "s01_r03.h5"),
+                "--out",
+                str(out / "eval"),
+                "--write-calibration",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def exported(checkpoints: Path, small_world: Path) -> Path:
     out = checkpoints / "onnx" / "model.onnx"
-    assert main(["export-onnx", "--checkpoint", str(checkpoints / "transfer_mode2_best.pth"), "--out", str(out),
-                 "--data", str(small_world / "s01_r03.h5"), "--int8"]) == 0
+    assert (
+        main(
+            [
+                "export-onnx",
+                "--checkpoint",
+                str(checkpoints / "transfer_mode2_best.pth"),
+                "--out",
+                str(out),
+                "--data",
+                str(small_world / "s01_r03.h5"),
+                "--int8",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -89,8 +125,9 @@ def test_int8_variant_loads_and_reports_its_delta(exported: Path) -> None:
     assert "int8" in (exported.parent / "model.md").read_text()
 
 
-def test_broken_parity_fails_the_export(checkpoints: Path, small_world: Path, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_parity_fails_the_export(
+    checkpoints: Path, small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Drifting(ExportWrapper):  # the reference disagrees with what was exported
         def forward(self, emg: torch.Tensor, initial: torch.Tensor) -> tuple[torch.Tensor, ...]:
             theta, *rest = super().forward(emg, initial)
@@ -98,16 +135,38 @@ def test_broken_parity_fails_the_export(checkpoints: Path, small_world: Path, tm
 
     monkeypatch.setattr(export_command, "ExportWrapper", Drifting)
     out = tmp_path / "model.onnx"
-    code = main(["export-onnx", "--checkpoint", str(checkpoints / "transfer_mode2_best.pth"), "--out", str(out),
-                 "--data", str(small_world / "s01_r03.h5")])
+    code = main(
+        [
+            "export-onnx",
+            "--checkpoint",
+            str(checkpoints / "transfer_mode2_best.pth"),
+            "--out",
+            str(out),
+            "--data",
+            str(small_world / "s01_r03.h5"),
+        ]
+    )
     assert code == 2 and not out.exists()
 
 
-def test_direct_baseline_exports_through_the_same_contract(checkpoints: Path, small_world: Path,
-                                                           tmp_path: Path) -> None:
+def test_direct_baseline_exports_through_the_same_contract(
+    checkpoints: Path, small_world: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "direct.onnx"
-    assert main(["export-onnx", "--checkpoint", str(checkpoints / "direct_best.pth"), "--out", str(out),
-                 "--data", str(small_world / "s01_r03.h5")]) == 0
+    assert (
+        main(
+            [
+                "export-onnx",
+                "--checkpoint",
+                str(checkpoints / "direct_best.pth"),
+                "--out",
+                str(out),
+                "--data",
+                str(small_world / "s01_r03.h5"),
+            ]
+        )
+        == 0
+    )
     meta = read_model_metadata(out)
     assert meta["model_kind"] == "direct"
     validate_metadata(meta)
@@ -116,8 +175,12 @@ def test_direct_baseline_exports_through_the_same_contract(checkpoints: Path, sm
 
 
 def test_runtime_refuses_metadata_it_cannot_honour() -> None:
-    meta = {"metadata_version": 1, "input": {"channels": 16, "sampling_rate_hz": 2000.0, "units": "mV"},
-            "initial_state_policy": "oracle", "joint_names": ["x"] * 21}
+    meta = {
+        "metadata_version": 1,
+        "input": {"channels": 16, "sampling_rate_hz": 2000.0, "units": "mV"},
+        "initial_state_policy": "oracle",
+        "joint_names": ["x"] * 21,
+    }
     with pytest.raises(ModelMetadataError) as info:
         validate_metadata(meta)
     message = str(info.value)
