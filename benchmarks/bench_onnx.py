@@ -103,7 +103,13 @@ def main() -> None:
             t_int8 = timed(
                 lambda: sessions["int8"].run(None, {"emg": next_window(), "initial_pose": initial}), args.windows
             )
-            rows.append((threads, t_official, t_torch, t_fp32, t_int8))
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            options.log_severity_level = 3
+            plain = ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])
+            t_plain = timed(lambda: plain.run(None, {"emg": next_window(), "initial_pose": initial}), args.windows)
+            rows.append((threads, t_official, t_torch, t_fp32, t_int8, t_plain))
         with torch.no_grad():
             reference = [t.numpy() for t in wrapper(torch.from_numpy(windows[0]), torch.from_numpy(initial))]
         got32 = sessions["fp32"].run(None, {"emg": windows[0], "initial_pose": initial})

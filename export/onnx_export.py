@@ -6,7 +6,9 @@ calibration table — and `feedback_angles` (B,20): the backbone's estimate for 
 the next window's tracking initial state at the recommended 1-s hop (the "feedback" policy).
 Detrending, normalisation, the ×4 upsampling, the 50 Hz rollout and the calibration
 are all inside the graph. Exported with the TorchScript exporter at opset 17: the rollout's 55 steps are
-unrolled (measured faster than a Loop, see docs/EXPORT.md).
+unrolled into plain MatMul/Sigmoid/Tanh nodes (no Loop), with the feature half of the first LSTM layer's
+input projection already hoisted out of the loop by the model code; onnxruntime's graph optimiser fuses
+the rest (`benchmarks/bench_onnx.py` measures it on and off).
 """
 
 from __future__ import annotations
