@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firmware_bridge.hand_sim import HandSimProcess
 from firmware_bridge.link import HandLink
-from firmware_bridge.protocol import DeviceState
+from firmware_bridge.protocol import DeviceState, JointLimit
 
 SAFE = (150, 200, 150, 150, 150, 150)
 GRIP = [1.2, 1.0, 1.5, 1.5, 1.5, 1.5]
@@ -31,11 +31,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--watchdog-ms", type=int, default=150)
+    parser.add_argument(
+        "--slew",
+        type=int,
+        default=0,
+        help="mrad/s for every joint via CONFIGURE (0 = the firmware's defaults, 2.5–3.5 rad/s)",
+    )
     args = parser.parse_args()
     rtts, to_safe, to_pose, reconnect = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         hand = HandSimProcess(Path(tmp) / "hand", watchdog_ms=args.watchdog_ms, status_every_ms=1).start()
         link = HandLink.open(hand.port)
+
+        def configure() -> None:
+            if args.slew:
+                limits = [JointLimit(0, 1600, args.slew, s) for s in SAFE]
+                assert link.wait_ack(link.configure(args.watchdog_ms, limits), 1.0) is not None
+
+        configure()
         for _ in range(args.repeats):
             link.stats.rtt_ms.clear()
             for _ in range(100):  # 2 s at 50 Hz
@@ -55,6 +68,7 @@ def main() -> None:
             while link.wait_ack(link.send_command(SAFE_RAD, active=False, confidence=0.0), 0.05) is None:
                 pass
             reconnect.append(time.monotonic() - back)
+            configure()  # a restarted device boots with its defaults
         link.close()
         hand.stop()
     p50, p99 = np.percentile(rtts, [50, 99])
@@ -65,7 +79,8 @@ def main() -> None:
         return f"median {statistics.median(values) * 1000:.0f} ms   max {max(values) * 1000:.0f} ms"
 
     print(f"  host silent → SAFE state:    {ms(to_safe)}")
-    print(f"  host silent → safe pose:     {ms(to_pose)}   (from 1.5 rad at 3.5 rad/s)")
+    slew = f"{args.slew / 1000:g} rad/s" if args.slew else "3.5 rad/s (firmware default)"
+    print(f"  host silent → safe pose:     {ms(to_pose)}   (index from 1.5 rad, slew {slew})")
     print(f"  device back → link restored: {ms(reconnect)}")
 
 
