@@ -116,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
     if synthetic:
         targets["truth"] = windows.truth_joints.numpy()
         masks["truth"] = np.ones(len(windows), dtype=bool)
-    train_theta_mean = None
     results: dict[str, Any] = {
         "sessions": [s.key for s in sessions],
         "windows": len(windows),

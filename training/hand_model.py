@@ -11,7 +11,7 @@ Conventions (docs/HAND_MODEL.md has the sources):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -243,22 +243,6 @@ def load_mano(path: str, flat_hand_mean: bool = True) -> HandModelParams:
         tips_weights=arrays["weights"][MANO_TIP_VERTICES],
         hands_mean=np.zeros(45) if flat_hand_mean else arrays["hands_mean"].reshape(45),
         source=f"MANO file {path} (flat_hand_mean={flat_hand_mean})",
-    )
-
-
-def scaled(params: HandModelParams, bone_scale: float | np.ndarray) -> HandModelParams:
-    """The same model with bones scaled about the wrist (per-subject anatomy in the synthetic world)."""
-    if params.kind == "open":
-        scaled_params = open_hand_model(bone_scale)
-        return replace(scaled_params, hands_mean=params.hands_mean)
-    factor = float(np.mean(bone_scale))
-    return replace(
-        params,
-        joints_rest=params.joints_rest * factor,
-        joints_shapedirs=params.joints_shapedirs * factor,
-        tips_rest=params.tips_rest * factor,
-        tips_shapedirs=params.tips_shapedirs * factor,
-        tips_posedirs=params.tips_posedirs * factor,
     )
 
 

@@ -9,7 +9,7 @@ these are derived from it: keep such checkpoints to yourself, as MANO's licence 
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,3 @@ def load_model_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise CheckpointError(f"{path}: weights do not fit the recorded configuration ({error})") from error
     model.eval()
     return model, meta
-
-
-def config_dict(config: BackboneConfig) -> dict[str, Any]:
-    return asdict(config)
