@@ -88,7 +88,7 @@ def _confidence_report(prediction: dict, errors: np.ndarray, sessions: np.ndarra
         "auroc_flag_error_over_20mm": auroc(1.0 - raw[report_on], errors[report_on] > ERROR_THRESHOLD_MM),
         "brier_raw": calib.brier(raw[report_on], outcome),
         "brier_calibrated": calib.brier(calibrated, outcome),
-        "deciles": by_confidence_decile(calibrated, errors[report_on]),
+        "deciles": by_confidence_decile(raw[report_on], errors[report_on]),  # ranks: raw (calibration ties)
         "fraction_over_20mm": float((errors[report_on] > ERROR_THRESHOLD_MM).mean()),
     }
 
@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     results["confidence"] = _confidence_report(
         {k: v[ok] for k, v in mode2["prediction"].items()}, errors[ok], windows.session.numpy()[ok]
     )
+    results["confidence"]["calibrated_on"] = windows.keys[results["confidence"]["calibrated_on_session_index"]]
     if args.write_calibration:
         meta["confidence_calibration"] = results["confidence"]["calibration"]
         save_model_checkpoint(args.checkpoint, model, meta)
@@ -219,12 +220,12 @@ def _report(results: dict, meta: dict, args: argparse.Namespace) -> str:
     lines += [
         "## Confidence (Mode 2)",
         "",
-        f"Calibrated (isotonic, P(error ≤ 20 mm)) on held-out session #{c['calibrated_on_session_index']}, "
+        f"Calibrated (isotonic, P(error ≤ 20 mm)) on held-out session {c['calibrated_on']}, "
         f"reported on {c['reported_on']}. AUROC for flagging frames with error > 20 mm: "
         f"**{c['auroc_flag_error_over_20mm']:.3f}**; Brier score {c['brier_raw']:.3f} raw → "
         f"{c['brier_calibrated']:.3f} calibrated; {100 * c['fraction_over_20mm']:.1f} % of frames are over 20 mm.",
         "",
-        "| decile (1 = least confident) | n | mean confidence | MPJPE (mm) | > 20 mm |",
+        "| decile (1 = least confident) | n | mean raw confidence | MPJPE (mm) | > 20 mm |",
         "|---|---|---|---|---|",
     ]
     for row in c["deciles"]:
@@ -262,7 +263,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([d["confidence_mean"] for d in deciles], [d["mpjpe_mm"] for d in deciles], "o-")
     ax.axhline(ERROR_THRESHOLD_MM, color="r", ls="--", lw=0.8)
-    ax.set_xlabel("calibrated confidence (decile mean)")
+    ax.set_xlabel("raw confidence (decile mean)")
     ax.set_ylabel("MPJPE (mm)")
     fig.tight_layout()
     fig.savefig(out / "error_vs_confidence.png", dpi=90)
