@@ -206,3 +206,32 @@ def test_the_file_runs_without_torch(exported: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "OK (1, 21, 3) False"
     assert json.loads(json.dumps(read_model_metadata(exported)))  # plain JSON
+
+
+def test_device_extra_alone_runs_the_exported_model(exported: Path, tmp_path: Path) -> None:
+    """A fresh venv with only `.[device]` (what the arm's board installs): no torch, the model still runs."""
+    venv = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"{REPO}[device]"], capture_output=True, text=True, check=False
+    )
+    assert install.returncode == 0, f"installing the device extra failed:\n{install.stderr[-2000:]}"
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, numpy as np, onnxruntime as ort
+        from runtime.model_metadata import read_model_metadata, validate_metadata
+        assert importlib.util.find_spec("torch") is None, "the device extra must not bring torch"
+        session = ort.InferenceSession({str(exported)!r}, providers=["CPUExecutionProvider"])
+        meta = read_model_metadata(session)
+        validate_metadata(meta)
+        out = session.run(None, {{"emg": np.zeros((1, 8, 1000), np.float32),
+                                  "initial_pose": np.asarray([meta["initial_state_mean"]], np.float32)}})
+        print("OK", out[1].shape)
+        """
+    )
+    result = subprocess.run([str(python), "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK (1, 21, 3)"
+    listing = subprocess.run([str(python), "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout
+    assert "torch" not in listing.lower().split()
