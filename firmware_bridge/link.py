@@ -4,7 +4,12 @@
 pyserial URL (`loop://`, `socket://host:port`, `rfc2217://…`). A background thread decodes telemetry and
 faults, matches acknowledgements to the commands that asked for them (the device echoes the command's
 timestamp, so round-trip time needs no shared clock), and — when the device disappears (cable pulled,
-pty closed) — keeps reopening the same port until it is back, without the caller restarting anything.
+pty closed) — keeps reopening the same port with backoff until it is back, without the caller restarting
+anything; `state` says "connected" or "reconnecting". After a reconnect the last CONFIGURE the device
+acknowledged is sent again, since a device that rebooted came back with its default limits.
+
+The link never sends anything by itself (no background heartbeat): if the caller's loop hangs, the device
+must hear nothing, so its watchdog eases the hand to the safe pose. Heartbeats are the caller's job.
 """
 
 from __future__ import annotations
@@ -38,19 +43,19 @@ from firmware_bridge.protocol import (
 
 
 class LinkError(RuntimeError):
-    """The link cannot be used; the message says why and what to check."""
+    """The link cannot be used; the message names the port, says why and what to check."""
 
 
 class PortNotFound(LinkError):
-    pass
+    """No device at that path (unplugged, wrong name, or the pty/symlink is gone)."""
 
 
 class PortPermissionDenied(LinkError):
-    pass
+    """The port exists but this user may not open it."""
 
 
 class ProtocolVersionMismatch(LinkError):
-    pass
+    """The device answers in frames with a valid CRC but another protocol version."""
 
 
 @dataclass
@@ -109,6 +114,12 @@ class HandLink:
         self._closing = False
         self._lost_at: float | None = None
         self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._config: Configure | None = None  # the last CONFIGURE the device acknowledged
+        self._config_seq: int | None = None
+        self._config_sent: Configure | None = None
+        self.version_error: str | None = None  # set while the device answers in another protocol version
+        self.reconnect_error: str | None = None  # why the last reopen failed, while "reconnecting"
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -137,30 +148,39 @@ class HandLink:
     # -- sending ---------------------------------------------------------------------------------
     def _send(self, message: Message) -> int | None:
         with self._write_lock:
-            seq = self._seq
-            self._seq = (self._seq + 1) & 0xFFFF
-            stamp = _now_us()
-            port = self._serial
-            if port is None:
-                self.stats.unsent += 1
-                return None
-            with self._cond:
-                self._pending[seq] = time.monotonic()
-                if len(self._pending) > 1000:
-                    for old in list(self._pending)[:500]:
-                        del self._pending[old]
-            try:
-                port.write(encode(message, seq, stamp))
-            except (serial.SerialException, OSError):
-                self.stats.unsent += 1
-                self._lose_device()
-                return None
-            self.stats.sent += 1
-            return seq
+            return self._send_locked(message)
+
+    def _send_locked(self, message: Message) -> int | None:
+        """Frame and write `message`; the caller holds `self._write_lock`."""
+        seq = self._seq
+        self._seq = (self._seq + 1) & 0xFFFF
+        stamp = _now_us()
+        port = self._serial
+        if port is None:
+            self.stats.unsent += 1
+            return None
+        with self._cond:
+            self._pending[seq] = time.monotonic()
+            if len(self._pending) > 1000:
+                for old in list(self._pending)[:500]:
+                    del self._pending[old]
+        try:
+            port.write(encode(message, seq, stamp))
+        except (serial.SerialException, OSError):
+            self.stats.unsent += 1
+            self._lose_device()
+            return None
+        self.stats.sent += 1
+        return seq
 
     def send_command(self, targets_rad: Sequence[float], *, active: bool, confidence: float) -> int | None:
-        """Joint targets in radians (actuator order of the firmware); returns the frame's seq or None."""
+        """Joint targets in radians (actuator order of the firmware), `active` = the gate is open,
+        `confidence` in [0, 1]; returns the frame's seq (for `wait_ack`), or None if the device is away."""
         return self._send(JointCommand(radians_to_mrad(list(targets_rad)), active, confidence_to_u8(confidence)))
+
+    def send_command_mrad(self, targets_mrad: Sequence[int], *, active: bool, confidence: float) -> int | None:
+        """As `send_command`, with targets already in int16 milliradians."""
+        return self._send(JointCommand(tuple(int(t) for t in targets_mrad), active, confidence_to_u8(confidence)))
 
     def heartbeat(self) -> int | None:
         return self._send(Heartbeat())
@@ -172,7 +192,15 @@ class HandLink:
         return self._send(ClearEStop())
 
     def configure(self, watchdog_ms: int, limits: Sequence[JointLimit]) -> int | None:
-        return self._send(Configure(watchdog_ms, tuple(limits)))
+        """Replace the device's watchdog and per-joint limits (it refuses while ACTIVE: a FAULT, no ack).
+        Once acknowledged, the same configuration is re-sent after every reconnect."""
+        with self._write_lock:
+            return self._send_config_locked(Configure(watchdog_ms, tuple(limits)))
+
+    def _send_config_locked(self, message: Configure) -> int | None:
+        with self._cond:  # registered before it is written: the ack can come back before write() returns
+            self._config_seq, self._config_sent = self._seq, message
+        return self._send_locked(message)
 
     def wait_ack(self, seq: int | None, timeout: float = 1.0) -> Telemetry | None:
         """The telemetry that acknowledged frame `seq`, or None if none came within `timeout`."""
@@ -197,13 +225,19 @@ class HandLink:
                     time.sleep(0.05)
                     continue
                 try:
-                    self._serial = _open_serial(self.port, self.baudrate)
-                except LinkError:
+                    port = _open_serial(self.port, self.baudrate)
+                except LinkError as error:
+                    self.reconnect_error = str(error)
                     time.sleep(backoff)
                     backoff = min(0.25, backoff * 1.5)
                     continue
                 backoff = 0.02
+                self.reconnect_error = None
                 self.decoder = FrameDecoder()
+                with self._write_lock:  # nothing may reach the device before its configuration
+                    self._serial = port
+                    if self._config is not None:  # it may have rebooted with its default limits
+                        self._send_config_locked(self._config)
                 self.stats.reconnects += 1
                 self.connected.set()
                 continue
@@ -215,12 +249,20 @@ class HandLink:
             if data:
                 for frame in self.decoder.feed(data):
                     self._on_frame(frame.message, frame.timestamp_us)
+                if self.decoder.last_bad_version is not None and self.version_error is None:
+                    self.version_error = (
+                        f"the device on {self.port} speaks protocol version {self.decoder.last_bad_version}; "
+                        f"this host speaks version {PROTOCOL_VERSION}"
+                    )
 
     def _on_frame(self, message: Message, echoed_us: int) -> None:
         if isinstance(message, Telemetry):
             self.stats.telemetry += 1
             self.latest = message
             self.latest_at = time.monotonic()
+            if self.version_error is not None:  # it speaks our version now
+                self.version_error = None
+                self.decoder.last_bad_version = None
             if self._lost_at is not None:
                 self.stats.last_reconnect_s = self.latest_at - self._lost_at
                 self._lost_at = None
@@ -229,6 +271,8 @@ class HandLink:
                     self.stats.acked += 1
                     self.stats.rtt_ms.append(((_now_us() - echoed_us) & 0xFFFFFFFF) / 1000.0)
                     self._acks[message.acked_seq] = message
+                    if message.acked_seq == self._config_seq and self._config_sent is not None:
+                        self._config = self._config_sent
                     if len(self._acks) > 1000:
                         for old in list(self._acks)[:500]:
                             del self._acks[old]
@@ -237,7 +281,8 @@ class HandLink:
             self.faults.append(message)
 
     def _lose_device(self) -> None:
-        port, self._serial = self._serial, None
+        with self._state_lock:  # the writer and the reader may both notice
+            port, self._serial = self._serial, None
         if port is not None:
             self.stats.disconnects += 1
             self._lost_at = time.monotonic()
@@ -248,6 +293,16 @@ class HandLink:
     @property
     def is_connected(self) -> bool:
         return self._serial is not None
+
+    @property
+    def state(self) -> str:
+        """ "connected", "reconnecting" (device gone, reopening with backoff), "disconnected" (gone and
+        `reconnect=False`) or "closed"."""
+        if self._closing:
+            return "closed"
+        if self._serial is not None:
+            return "connected"
+        return "reconnecting" if self.reconnect else "disconnected"
 
     def close(self) -> None:
         self._closing = True

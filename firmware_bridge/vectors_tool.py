@@ -21,8 +21,10 @@ from firmware_bridge.protocol import (
     JointCommand,
     JointLimit,
     Telemetry,
+    crc16,
     encode,
     encode_body,
+    message_fields,
 )
 
 VECTORS_PATH = Path(__file__).with_name("protocol_vectors.json")
@@ -36,7 +38,9 @@ def _frame(name: str, message: object, seq: int, stamp: int) -> dict:
         "type": int(message.type),
         "seq": seq,
         "timestamp_us": stamp,
+        "message": message_fields(message),
         "payload": message.payload().hex(),
+        "body": encode_body(message.type, seq, stamp, message.payload()).hex(),
         "wire": encode(message, seq, stamp).hex(),
     }
 
@@ -73,10 +77,11 @@ def build_vectors() -> dict:
     wrong_version = encode_body(1, 5, 5, b"", version=2)
     wrong_length = bytearray(encode_body(2, 5, 5, b""))
     wrong_length[8] = 3  # declares 3 payload bytes, has none (CRC recomputed so only the length is wrong)
-    from firmware_bridge.protocol import crc16
-
     wrong_length[-2:] = crc16(bytes(wrong_length[:-2])).to_bytes(2, "little")
     unknown_type = encode_body(0x42, 5, 5, b"")
+    overlong = b"\x01" * 100 + b"\x00" + b"\x01" * 166  # 267 bytes: COBS-encodes to 268, one more than a body
+    flipped = bytearray(command)
+    flipped[15] ^= 0x10  # a payload byte of the COBS-encoded command (0xdc → 0xcc; not a COBS code byte)
 
     def wire(b: bytes) -> bytes:
         return cobs.encode(bytes(b)) + b"\x00"
@@ -92,6 +97,16 @@ def build_vectors() -> dict:
         ("too_short", wire(b"\x01\x02\x03") + heartbeat, ["heartbeat"], {"too_short": 1}),
         ("too_long_without_delimiter", b"\x01" * 400 + b"\x00" + heartbeat, ["heartbeat"], {"too_long": 1}),
         ("idle_delimiters_are_ignored", b"\x00\x00\x00" + heartbeat + b"\x00", ["heartbeat"], {}),
+        (
+            "garbage_without_delimiter_costs_the_next_frame",
+            b"\x01\x01" + heartbeat + command,
+            ["joint_command_active"],
+            {"crc": 1},
+        ),
+        ("cobs_code_past_the_end", b"\x09\x01\x02\x00" + heartbeat, ["heartbeat"], {"cobs": 1}),
+        ("one_bit_flipped_in_payload", flipped + heartbeat, ["heartbeat"], {"crc": 1}),
+        ("other_version_then_ours", wire(wrong_version) + heartbeat, ["heartbeat"], {"version": 1}),
+        ("body_longer_than_any_frame", wire(overlong) + heartbeat, ["heartbeat"], {"cobs": 1}),
     ]
     return {
         "about": "Protocol v1 test vectors (docs/PROTOCOL.md). frames: encode(fields) must equal wire and "

@@ -7,16 +7,22 @@ import random
 import subprocess
 
 import pytest
+from crc import Calculator, Crc16
 
 from firmware_bridge.firmware_build import build, sanitizers_available
 from firmware_bridge.protocol import (
+    MAX_JOINTS,
     FrameDecoder,
+    Heartbeat,
     JointCommand,
     Telemetry,
+    confidence_to_u8,
     crc16,
     encode,
     encode_body,
+    message_fields,
     parse_payload,
+    radians_to_mrad,
 )
 from firmware_bridge.vectors_tool import VECTORS_PATH, build_vectors
 
@@ -32,6 +38,32 @@ def test_crc_check_value() -> None:
     assert f"{crc16(VECTORS['crc_check']['input_ascii'].encode()):04x}" == VECTORS["crc_check"]["crc16"]
 
 
+def test_crc_equals_the_crc_package_ccitt_false() -> None:
+    """binascii.crc_hqx from 0xFFFF is the `crc` package's CRC-16/IBM-3740 (alias CCITT-FALSE) on any data."""
+    calculator = Calculator(Crc16.IBM_3740)
+    rng = random.Random(5)
+    for data in [b"", b"\x00", b"123456789"] + [rng.randbytes(rng.randrange(300)) for _ in range(200)]:
+        assert crc16(data) == calculator.checksum(data)
+
+
+def test_version_mismatch_reports_the_version_seen() -> None:
+    decoder = FrameDecoder()
+    other = encode_body(0x81, 1, 1, Telemetry(0, 2, 0, 0, ()).payload(), version=7)
+    assert decoder.feed(_wire(other) * 3 + encode(Heartbeat(), 2, 2))[0].message == Heartbeat()
+    assert decoder.last_bad_version == 7 and decoder.versions_seen == {7: 3} and decoder.stats["version"] == 3
+
+
+def test_encoder_refuses_what_the_protocol_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="at most 16"):
+        encode(JointCommand((0,) * 17, True, 1), 0, 0)
+    with pytest.raises(ValueError, match="joint target 2 is nan"):
+        radians_to_mrad([0.0, 1.0, float("nan")])
+    with pytest.raises(ValueError, match="NaN"):
+        confidence_to_u8(float("nan"))
+    assert radians_to_mrad([40.0, -40.0, 0.0015]) == (32767, -32768, 2)
+    assert (confidence_to_u8(2.0), confidence_to_u8(-1.0), confidence_to_u8(0.5)) == (255, 0, 128)
+
+
 @pytest.mark.parametrize("vector", VECTORS["frames"], ids=lambda v: v["name"])
 def test_python_encodes_and_decodes_vector_frames(vector: dict) -> None:
     message = parse_payload(vector["type"], bytes.fromhex(vector["payload"]))
@@ -44,6 +76,8 @@ def test_python_encodes_and_decodes_vector_frames(vector: dict) -> None:
         message,
     )
     assert b"\x00" not in bytes.fromhex(vector["wire"])[:-1]
+    assert message_fields(message) == vector["message"]
+    assert encode_body(vector["type"], vector["seq"], vector["timestamp_us"], frame.payload).hex() == vector["body"]
 
 
 @pytest.mark.parametrize("vector", VECTORS["streams"], ids=lambda v: v["name"])
@@ -100,8 +134,14 @@ def _corrupted_stream(total: int, seed: int) -> tuple[bytes, set[bytes]]:
         if kind == 0:
             out += rng.randbytes(rng.randrange(1, 64))
             continue
-        payload = rng.randbytes(rng.randrange(0, 40))
-        body = encode_body(rng.choice([0x01, 0x81]), rng.randrange(65536), rng.randrange(2**32), payload)
+        msg_type = rng.choice([0x01, 0x81])
+        if rng.random() < 0.5:  # a well-formed message
+            joints = tuple(rng.randrange(-32768, 32768) for _ in range(rng.randrange(MAX_JOINTS + 1)))
+            message = JointCommand(joints, True, 9) if msg_type == 0x01 else Telemetry(1, 1, 1, 0, joints)
+            payload = message.payload()
+        else:  # a valid frame whose payload does not fit its type (mostly): the controller's problem in C
+            payload = rng.randbytes(rng.randrange(0, 40))
+        body = encode_body(msg_type, rng.randrange(65536), rng.randrange(2**32), payload)
         wire = bytearray(_wire(body))
         sent.add(body)
         if kind == 2:
@@ -151,3 +191,30 @@ def test_a_million_corrupted_bytes_c(sanitize: bool) -> None:
     fields = dict(item.split("=") for item in result.stdout.split()[1:])
     assert int(fields["bytes"]) >= 1_000_000
     assert int(fields["corrupted"]) == 0 and int(fields["accepted"]) > 1000 and int(fields["drops"]) > 1000
+
+
+def test_python_and_c_decoders_agree_on_a_corrupted_stream() -> None:
+    """Same 500 kB of garbage, bit flips and truncations, same chunks: same frames, same drop counts."""
+    stream, _ = _corrupted_stream(500_000, seed=11)
+    chunks = [stream[i : i + 997] for i in range(0, len(stream), 997)]
+    output = _run_codec("decode", "\n".join(c.hex() for c in chunks) + "\n")
+    c_frames = [line for line in output if line.startswith("FRAME")]
+    c_counts = [int(x) for x in output[-1].split()[1:]]
+    decoder = FrameDecoder()
+    py_frames = []
+    for chunk in chunks:
+        py_frames += [f"FRAME {f.type} {f.seq} {f.timestamp_us} {f.payload.hex()}" for f in decoder.feed(chunk)]
+    assert len(py_frames) > 500
+    assert py_frames == [line for line in c_frames if _parses(line)]
+    python_counts = [decoder.stats["frames"] + decoder.stats["payload"]]  # C has no payload check in its decoder
+    assert python_counts + [decoder.stats[r] for r in VECTORS["drop_reasons"]] == c_counts
+
+
+def _parses(frame_line: str) -> bool:
+    """Does a C "FRAME type seq stamp payload" line carry a payload that fits its type?"""
+    _, msg_type, _, _, *payload = frame_line.split()
+    try:
+        parse_payload(int(msg_type), bytes.fromhex(payload[0] if payload else ""))
+    except ValueError:
+        return False
+    return True

@@ -47,13 +47,77 @@ def test_round_trip_in_any_chunking(items: list, chunk: int) -> None:
 
 
 @settings(max_examples=300)
-@given(st.binary(max_size=2000))
-def test_random_bytes_never_crash_nor_yield_frames_silently(data: bytes) -> None:
+@given(st.binary(max_size=2000), st.integers(1, 300))
+def test_random_bytes_never_crash_nor_yield_frames(data: bytes, chunk: int) -> None:
+    """Nothing was sent, so nothing may come out. (A random block passes CRC-16, version, length, type and
+    payload checks together with odds far below 2⁻³⁰; hypothesis does not compute CRCs.)"""
     decoder = FrameDecoder()
-    frames = decoder.feed(data)
-    for frame in frames:  # a random frame may pass only with a valid CRC, version and length
-        assert encode(frame.message, frame.seq, frame.timestamp_us)  # it is a well-formed message
+    frames = []
+    for start in range(0, len(data), chunk):
+        frames += decoder.feed(data[start : start + chunk])
+    assert frames == []
     assert decoder.stats["bytes"] == len(data)
+    assert decoder.dropped == sum(1 for block in data.split(b"\x00")[:-1] if block)  # one verdict per block
+
+
+garbage = st.binary(min_size=1, max_size=80)
+damage = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 7)), min_size=1, max_size=4)
+stream_items = st.lists(
+    st.one_of(
+        st.tuples(st.just("frame"), framed),
+        st.tuples(st.just("flipped"), st.tuples(framed, damage)),
+        st.tuples(st.just("truncated"), st.tuples(framed, st.floats(0.05, 0.95))),
+        st.tuples(st.just("garbage"), garbage),
+        st.tuples(st.just("garbage_then_delimiter"), garbage),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=300)
+@given(stream_items, st.integers(1, 97))
+def test_mixed_streams_yield_only_sent_frames_and_resynchronise(items: list, chunk: int) -> None:
+    """Frames, bit-flipped frames, truncated frames and garbage, mixed: every frame that comes out is one
+    that was sent, and every intact frame that follows a delimiter (the stream start, another frame, or
+    garbage ended by 0x00) comes out — the decoder resynchronises."""
+    stream = bytearray()
+    sent: list[tuple] = []
+    must_arrive: list[tuple] = []
+    after_delimiter = True
+    for kind, value in items:
+        if kind == "frame":
+            message, seq, stamp = value
+            sent.append((message, seq, stamp))
+            if after_delimiter:
+                must_arrive.append((message, seq, stamp))
+            stream += encode(message, seq, stamp)
+        elif kind == "flipped":
+            (message, seq, stamp), flips = value
+            sent.append((message, seq, stamp))
+            wire = bytearray(encode(message, seq, stamp))
+            for position, bit in flips:
+                wire[position % len(wire)] ^= 1 << bit
+            stream += wire
+        elif kind == "truncated":
+            (message, seq, stamp), fraction = value
+            sent.append((message, seq, stamp))
+            wire = encode(message, seq, stamp)
+            stream += wire[: max(1, int(len(wire) * fraction))]
+        else:
+            stream += value + (b"\x00" if kind == "garbage_then_delimiter" else b"")
+        after_delimiter = stream.endswith(b"\x00")
+    decoder = FrameDecoder()
+    out = []
+    for start in range(0, len(stream), chunk):
+        out += [(f.message, f.seq, f.timestamp_us) for f in decoder.feed(bytes(stream[start : start + chunk]))]
+    out += [(f.message, f.seq, f.timestamp_us) for f in decoder.feed(b"\x00")]  # end of line flushes
+    for frame in out:
+        assert frame in sent, f"decoder produced a frame that was never sent: {frame}"
+    remaining = list(out)
+    for frame in must_arrive:
+        assert frame in remaining, f"an intact frame after a delimiter was lost: {frame}"
+        remaining.remove(frame)
 
 
 @settings(max_examples=300)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from firmware_bridge.hand_sim import HandSimProcess
 from firmware_bridge.link import HandLink
-from firmware_bridge.protocol import DeviceState
+from firmware_bridge.protocol import DeviceState, JointLimit
 
 SAFE = (150, 200, 150, 150, 150, 150)
 REPO = Path(__file__).resolve().parents[2]
@@ -47,9 +47,13 @@ def test_host_killed_mid_stream_leaves_the_hand_safe(tmp_path: Path) -> None:
 
 
 def test_link_comes_back_after_the_device_is_unplugged(tmp_path: Path) -> None:
+    """Cable pulled, plugged back: the link reopens the same path by itself, re-sends the configuration the
+    rebooted device forgot (here: index finger limited to 0.8 rad), and commands flow again."""
     hand = HandSimProcess(tmp_path / "hand", watchdog_ms=150).start()
+    limits = [JointLimit(0, 1600 if k != 2 else 800, 3500, s) for k, s in enumerate(SAFE)]
     try:
         link = HandLink.open(hand.port)
+        assert link.wait_ack(link.configure(150, limits), 1.0) is not None
         assert link.wait_ack(link.send_command([0.5] * 6, active=True, confidence=1.0), 1.0) is not None
         hand.unplug()
         deadline = time.monotonic() + 2.0
@@ -58,14 +62,27 @@ def test_link_comes_back_after_the_device_is_unplugged(tmp_path: Path) -> None:
             time.sleep(0.02)
         assert not link.is_connected, "the link noticed the device is gone"
         assert link.send_command([0.5] * 6, active=True, confidence=1.0) is None, "no silent sends into the void"
+        with hand._lock:
+            restarted_at = len(hand.history)
         hand.start()  # plugged back: a new pty behind the same path
         deadline = time.monotonic() + 5.0
         ack = None
         while ack is None and time.monotonic() < deadline:
-            ack = link.wait_ack(link.send_command([0.5] * 6, active=True, confidence=1.0), 0.1)
+            seq = link.send_command([0.5] * 6, active=True, confidence=1.0)
+            ack = link.wait_ack(seq, 0.1) if seq is not None else time.sleep(0.01)
         assert ack is not None, "commands flow again without restarting the host"
         assert link.stats.disconnects == 1 and link.stats.reconnects == 1
         assert link.stats.last_reconnect_s is not None
+        # a full grip: the middle finger gets to 1.5 rad, the re-sent limit holds the index at 0.8 rad
+        gripped = None
+        deadline = time.monotonic() + 5.0
+        while gripped is None and time.monotonic() < deadline:
+            link.send_command([1.5] * 6, active=True, confidence=1.0)
+            gripped = hand.wait_for(lambda s: s.state == DeviceState.ACTIVE and s.positions_mrad[3] == 1500, 0.02)
+        assert gripped is not None, "the rebooted hand did not follow the grip"
+        assert gripped.positions_mrad[2] == 800
+        with hand._lock:
+            assert max(s.positions_mrad[2] for s in hand.history[restarted_at:]) == 800
         link.close()
     finally:
         hand.stop()
