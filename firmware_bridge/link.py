@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import serial
 
+from firmware_bridge.errors import UserError
 from firmware_bridge.protocol import (
     PROTOCOL_VERSION,
     ClearEStop,
@@ -42,7 +43,7 @@ from firmware_bridge.protocol import (
 )
 
 
-class LinkError(RuntimeError):
+class LinkError(UserError, RuntimeError):
     """The link cannot be used; the message names the port, says why and what to check."""
 
 

@@ -15,6 +15,8 @@ import importlib
 import sys
 from dataclasses import dataclass
 
+from firmware_bridge.errors import USER_ERROR_EXIT, UserError
+
 
 @dataclass(frozen=True)
 class Command:
@@ -68,8 +70,8 @@ def _load(name: str, command: Command):
         return importlib.import_module(command.module)
     except ModuleNotFoundError as error:
         missing = error.name or "a dependency"
-        raise SystemExit(
-            f"mode2 {name}: needs the Python package '{missing}', which is not installed. "
+        raise UserError(
+            f"needs the Python package '{missing}', which is not installed. "
             f"Install the '{command.extra}' extra: pip install -e '.[{command.extra}]'"
         ) from error
 
@@ -100,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    module = _load(args.command, commands[args.command])
-    return int(module.run(args) or 0)
+    try:
+        module = _load(args.command, commands[args.command])
+        return int(module.run(args) or 0)
+    except UserError as error:
+        # the one place a user error becomes a message: one line, exit status 2, no traceback
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"mode2 {args.command}: error: {message}", file=sys.stderr)
+        return USER_ERROR_EXIT
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from firmware_bridge.errors import UserError
+
 METADATA_KEY = "mode2"
 METADATA_VERSION = 1
 SUPPORTED_POLICIES = ("neutral", "train_mean", "feedback", "none")
 
 
-class ModelMetadataError(ValueError):
+class ModelMetadataError(UserError, ValueError):
     """An exported model's metadata is missing or asks for something this runtime cannot do."""
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from firmware_bridge.errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint file cannot be used; the message names the file and the problem."""
 
 

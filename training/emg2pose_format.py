@@ -14,8 +14,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from firmware_bridge.errors import UserError
 
-class Emg2PoseFormatError(ValueError):
+
+class Emg2PoseFormatError(UserError, ValueError):
     pass
 
 

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from firmware_bridge.session_file import SessionFormatError
 from training import confidence_calibration as calib
 from training.checkpoint_io import CheckpointError
 from training.evaluation import POLICIES, predict
 from training.hand_model import FINGERS, MANO_JOINT_NAMES, forward_kinematics_np
 from training.metrics import ERROR_THRESHOLD_MM, auroc, by_confidence_decile, mpjpe_mm, summary
 from training.model_io import hand_from_dict, load_model_checkpoint, save_model_checkpoint
-from training.session import SessionFormatError
 from training.windows import build_windows, load_sessions
 
 CAMERA = "camera labels (MediaPipe→IK, frames passing ik_error < 15 mm and confidence > 0.5)"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from training.session import Session, SessionFormatError, read_session
+from firmware_bridge.session_file import Session, SessionFormatError, read_session
 
 
 @dataclass

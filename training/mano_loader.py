@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.errors import UserError
+
 MANO_KEYS = {
     "v_template": (778, 3),
     "J_regressor": (16, 778),
@@ -26,7 +28,7 @@ MANO_KEYS = {
 WHERE_TO_GET_MANO = "register and download it from https://mano.is.tue.mpg.de (MANO is licensed; we never ship it)"
 
 
-class ManoFormatError(ValueError):
+class ManoFormatError(UserError, ValueError):
     pass
 
 

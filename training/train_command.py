@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from firmware_bridge.session_file import SessionFormatError
 from training.backbone_io import load_backbone
 from training.checkpoint_io import CheckpointError, read_checkpoint_safely
 from training.direct_model import DirectModel
 from training.hand_model import load_mano, open_hand_model
 from training.mode2_model import Mode2Model
 from training.model_io import hand_to_dict
-from training.session import SessionFormatError
 from training.trainer import TrainConfig, train
 from training.windows import build_windows, channel_std, load_sessions, split_sessions
 

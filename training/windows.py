@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from firmware_bridge.session_file import Session, read_session
 from training.hand_model import mano_pose_to_emg2pose_angles
 from training.mode2_model import MINDROVE_RATE, N_OUTPUT, WINDOW, output_time_offsets
-from training.session import Session, read_session
 
 HOP = WINDOW // 2
 SUPERVISED_POINTS = 25

@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 import pytest
 
+from firmware_bridge.session_file import SessionFormatError, SessionWriter, read_session
 from training.hand_model import forward_kinematics_np, open_hand_model
-from training.session import SessionFormatError, SessionWriter, read_session
 
 RNG = np.random.default_rng(0)
 
@@ -157,7 +157,7 @@ def test_killed_writer_loses_at_most_the_last_second(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys, time, numpy as np
-        from training.session import SessionWriter
+        from firmware_bridge.session_file import SessionWriter
         w = SessionWriter({str(path)!r}, subject_id="s01", session_id="r01", flush_interval_s=1.0)
         for k in range(10_000):
             t = k * 0.02 + np.arange(10) / 500.0

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from firmware_bridge.session_file import read_session
 from training.mode2_model import Preprocess, output_time_offsets
-from training.session import read_session
 from training.windows import (
     SUPERVISED_INDICES,
     build_windows,

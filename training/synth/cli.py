@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.session import read_session
+from firmware_bridge.session_file import read_session
 from training.synth.world import simulate
 
 

@@ -20,9 +20,9 @@ import numpy as np
 from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
 from tqdm import tqdm
 
+from firmware_bridge.session_file import SessionWriter
 from training.emg2pose_format import write_emg2pose_file
 from training.hand_model import open_hand_model
-from training.session import SessionWriter
 from training.synth.camera import observe
 from training.synth.emg import FS_SOURCE, MotorUnitPool
 from training.synth.mindrove_csv import write_mindrove_playback_csv

@@ -24,6 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from firmware_bridge.errors import UserError
+
 SCHEMA_VERSION = 1
 N_THETA = 45
 N_JOINTS = 21
@@ -44,7 +46,7 @@ _REQUIRED = (
 _KNOWN = {*_REQUIRED, "emg/filtered", "pose/landmarks", "gestures/labels", "gestures/start_times", "gestures/end_times"}
 
 
-class SessionFormatError(ValueError):
+class SessionFormatError(UserError, ValueError):
     """A session file breaks the contract; names the file, the dataset and the problem."""
 
     def __init__(self, path: str | Path, dataset: str, problem: str) -> None:
