@@ -174,10 +174,17 @@ class HandLink:
         self.stats.sent += 1
         return seq
 
-    def send_command(self, targets_rad: Sequence[float], *, active: bool, confidence: float) -> int | None:
+    def send_command(
+        self, targets_rad: Sequence[float], *, active: bool, confidence: float, safe: bool = False
+    ) -> int | None:
         """Joint targets in radians (actuator order of the firmware), `active` = the gate is open,
-        `confidence` in [0, 1]; returns the frame's seq (for `wait_ack`), or None if the device is away."""
-        return self._send(JointCommand(radians_to_mrad(list(targets_rad)), active, confidence_to_u8(confidence)))
+        `confidence` in [0, 1], `safe` (gate closed only) = ease to the safe pose now; returns the frame's
+        seq (for `wait_ack`), or None if the device is away."""
+        if active and safe:
+            raise ValueError("a joint command cannot be both active and a go-safe request")
+        return self._send(
+            JointCommand(radians_to_mrad(list(targets_rad)), active, confidence_to_u8(confidence), safe)
+        )
 
     def send_command_mrad(self, targets_mrad: Sequence[int], *, active: bool, confidence: float) -> int | None:
         """As `send_command`, with targets already in int16 milliradians."""

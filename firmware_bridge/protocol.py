@@ -77,14 +77,16 @@ def crc16(data: bytes) -> int:
 @dataclass(frozen=True)
 class JointCommand:
     targets_mrad: tuple[int, ...]
-    active: bool
+    active: bool  # flags bit 0: the runtime's gate is open, follow the targets
     confidence: int  # 0…255 ↦ 0…1
+    safe: bool = False  # flags bit 1 (gate closed only): ease to the configured safe pose now
     type = MsgType.JOINT_COMMAND
 
     def payload(self) -> bytes:
         n = len(self.targets_mrad)
         _check_joint_count(n, "joint command")
-        return struct.pack(f"<BBB{n}h", int(self.active), self.confidence, n, *self.targets_mrad)
+        flags = int(self.active) | (int(self.safe) << 1)
+        return struct.pack(f"<BBB{n}h", flags, self.confidence, n, *self.targets_mrad)
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,9 @@ def parse_payload(msg_type: int, payload: bytes) -> Message:
         if msg_type == MsgType.JOINT_COMMAND:
             flags, confidence, n = struct.unpack_from("<BBB", payload)
             _expect(len(payload) == 3 + 2 * n and n <= MAX_JOINTS, "joint command length")
-            return JointCommand(struct.unpack_from(f"<{n}h", payload, 3), bool(flags & 1), confidence)
+            return JointCommand(
+                struct.unpack_from(f"<{n}h", payload, 3), bool(flags & 1), confidence, bool(flags & 2)
+            )
         if msg_type == MsgType.HEARTBEAT:
             _expect(not payload, "heartbeat has no payload")
             return Heartbeat()

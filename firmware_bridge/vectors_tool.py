@@ -49,6 +49,7 @@ def build_vectors() -> dict:
     frames = [
         _frame("joint_command_active", JointCommand((0, 1500, -250, 32767, -32768, 7), True, 230), 1, 1_000_000),
         _frame("joint_command_gate_closed", JointCommand((100, 100, 100, 100, 100, 100), False, 12), 2, 1_020_000),
+        _frame("joint_command_go_safe", JointCommand((150, 200, 150, 150, 150, 150), False, 0, True), 3, 1_040_000),
         _frame("heartbeat", Heartbeat(), 65535, 0xFFFFFFFF),
         _frame("estop", EStop(3), 7, 42),
         _frame("clear_estop", ClearEStop(), 8, 43),

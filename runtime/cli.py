@@ -44,6 +44,9 @@ COMMANDS: dict[str, Command] = {
     "export-onnx": Command(
         "export.export_command", "export a checkpoint to a self-contained, parity-checked ONNX", "train"
     ),
+    "run": Command(
+        "runtime.run_command", "drive the hand: EMG stream → ONNX model → confidence gate → serial", "device"
+    ),
     "hand-sim": Command(
         "firmware_bridge.hand_sim_command", "run the emulated hand (C firmware) on a pseudo-terminal", "device"
     ),

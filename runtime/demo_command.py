@@ -26,33 +26,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stages(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """The pipeline a newcomer would type: 4 synthetic sessions; train on r01–r02, r03 held out for model
-    selection, r04 never seen until evaluation and the export's parity check."""
+    selection, r04 never seen until evaluation, the export's parity check and the runtime replay."""
     out: Path = args.out
     sessions = out / "sessions"
     best = str(out / "train" / "transfer_mode2_best.pth")
-    simulate = f"--out {sessions} --subjects 1 --sessions 4 --minutes {args.minutes} --seed {args.seed} --playback-csv"
-    train = f"--out {out / 'train'} --val-sessions s01/r03 --epochs {args.epochs} --seed {args.seed}"
+    held_out = str(sessions / "s01_r04.h5")
+    model = str(out / "model.onnx")
+    simulate = ["--out", str(sessions), "--subjects", "1", "--sessions", "4", "--minutes", str(args.minutes)]
+    simulate += ["--seed", str(args.seed), "--playback-csv"]
+    train = ["--data", str(sessions / "s01_r0[1-3].h5"), "--out", str(out / "train"), "--val-sessions", "s01/r03"]
+    train += ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+    run = ["--model", model, "--source", f"replay:{held_out}", "--speed", "0", "--port", "sim", "--armed", "--quiet"]
     return [
-        ("simulate", simulate.split()),
+        ("simulate", simulate),
         ("inspect", [str(sessions / "s01_r01.h5"), "--plot", str(out / "s01_r01_overview.png")]),
         ("inspect-checkpoint", []),
-        ("train", ["--data", str(sessions / "s01_r0[1-3].h5"), *train.split()]),
+        ("train", train),
         (
             "evaluate",
-            [
-                "--checkpoint",
-                best,
-                "--data",
-                str(sessions / "s01_r04.h5"),
-                "--out",
-                str(out / "evaluation"),
-                "--write-calibration",
-            ],
+            ["--checkpoint", best, "--data", held_out, "--out", str(out / "evaluation"), "--write-calibration"],
         ),
-        (
-            "export-onnx",
-            ["--checkpoint", best, "--out", str(out / "model.onnx"), "--data", str(sessions / "s01_r04.h5"), "--int8"],
-        ),
+        ("export-onnx", ["--checkpoint", best, "--out", model, "--data", held_out, "--int8"]),
+        ("run", [*run, "--record", str(out / "run.h5"), "--summary-json", str(out / "run_summary.json")]),
+        # the export's own 1-s hop: the same windows `mode2 evaluate` scored, so the two MPJPEs must agree
+        ("run", [*run, "--hop-ms", "1000", "--summary-json", str(out / "run_summary_1s.json")]),
     ]
 
 
@@ -73,8 +70,46 @@ def run(args: argparse.Namespace) -> int:
             print(f"demo stopped: `mode2 {name}` exited with {result.returncode}", file=sys.stderr)
             return result.returncode
         print(f"   ({time.perf_counter() - started:.1f} s)")
-    print(f"demo finished: everything is in {args.out}/")
+    _print_outcome(args.out)
     return 0
+
+
+def _print_outcome(out: Path) -> None:
+    """One summary of what the newcomer just ran, and where every file went."""
+    import json
+
+    def load(name: str) -> dict:
+        path = out / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    run, run_1s = load("run_summary.json"), load("run_summary_1s.json")
+    metrics = load("evaluation/metrics.json")
+    evaluated = _find_mpjpe(metrics)
+    print("demo finished")
+    if run:
+        print(
+            f"  runtime on the held-out session (replay, 50-ms hop): MPJPE {run.get('mpjpe_vs_labels_mm')} mm "
+            f"vs camera labels; gate open {run.get('gate_open_percent')} % of {run.get('hops')} hops; "
+            f"commands sent {run.get('commands_sent')}, acked {run.get('commands_acked')}; "
+            f"duty p50 {run.get('duty_p50')}; "
+            f"latency p50/p99 {run.get('latency_ms_p50')}/{run.get('latency_ms_p99')} ms"
+        )
+    if run_1s:
+        print(
+            "  runtime at the export's 1-s hop (the windows evaluate scores): "
+            f"MPJPE {run_1s.get('mpjpe_vs_labels_mm')} mm; "
+            f"mode2 evaluate: {evaluated if evaluated is not None else '—'} mm"
+        )
+    print(
+        f"  files: sessions {out / 'sessions'}/ · checkpoints {out / 'train'}/ · evaluation {out / 'evaluation'}/ · "
+        f"model {out / 'model.onnx'} (+ model.int8.onnx, model.md) · run file {out / 'run.h5'}"
+    )
+
+
+def _find_mpjpe(metrics: dict) -> float | None:
+    """The deployed policy's held-out MPJPE vs camera labels, as `mode2 evaluate` wrote it."""
+    value = metrics.get("mode2", {}).get("camera", {}).get("mpjpe_mean_mm")
+    return round(float(value), 3) if isinstance(value, int | float) else None
 
 
 def _default_backbone(available: dict[str, object]) -> str:

@@ -33,3 +33,31 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("world")
     simulate(out, sessions=3, subjects=1, minutes=0.5, seed=7, playback_csv=True, faults=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoints(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mode 2 and the direct baseline, one epoch each on s01 r01–r02 (r03 held out), plus a calibration
+    written by `evaluate` on r03: made once and shared by the export and runtime suites."""
+    from runtime.cli import main
+
+    out = tmp_path_factory.mktemp("ckpt")
+    common = ["--data", str(small_world / "s01_r0*.h5"), "--out", str(out), "--epochs", "1"]
+    common += ["--val-sessions", "s01/r03", "--batch-size", "16"]
+    assert main(["train", *common]) == 0
+    assert main(["train", "--arch", "direct", *common]) == 0
+    evaluate = ["evaluate", "--checkpoint", str(out / "transfer_mode2_best.pth"), "--data"]
+    evaluate += [str(small_world / "s01_r03.h5"), "--out", str(out / "eval"), "--write-calibration"]
+    assert main(evaluate) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained_checkpoints: Path, small_world: Path) -> Path:
+    """`mode2 export-onnx --int8` of the Mode 2 checkpoint (parity on the held-out r03)."""
+    from runtime.cli import main
+
+    out = trained_checkpoints / "onnx" / "model.onnx"
+    export = ["export-onnx", "--checkpoint", str(trained_checkpoints / "transfer_mode2_best.pth"), "--out", str(out)]
+    assert main([*export, "--data", str(small_world / "s01_r03.h5"), "--int8"]) == 0
+    return out

@@ -1,0 +1,384 @@
+"""The on-device loop: acquire → quality → infer → gate → actuate → publish, once per hop.
+
+Each stage is a small object with its own state (EMG source, `SignalQuality`, an `InferenceEngine`,
+`ConfidenceGate`, the hand config's mapping); side effects happen only at the two ends (the source, and
+the serial link / run file / telemetry). The loop is paced by the data: a hop runs when `hop_samples`
+new samples have arrived. If the stream stops, the loop keeps ticking on the host clock with the gate
+closed (reason: stall), so the hand is told to hold and then go safe instead of waiting for the
+firmware's watchdog. A live loop that falls behind skips to the newest hop and counts the missed ones;
+an unpaced replay processes every hop (deterministic, for measurement).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.controls import Controls, Outcome
+from runtime.gate import ConfidenceGate, GateDecision, GateInput, GateState
+from runtime.hand_config import HandConfig
+from runtime.inference import InferenceEngine, Prediction
+from runtime.ring_buffer import EmgRing
+from runtime.run_file import HopRow, RunFileWriter
+
+LONG_GAP_SAMPLES = 10  # a gap of more missing samples than this makes the window discontinuous
+STALL_S = 0.1  # no samples for this long (host clock) → stall ticks with the gate closed
+
+
+@dataclass
+class LoopStats:
+    hops: int = 0
+    stall_ticks: int = 0
+    missed_hops: int = 0
+    active_hops: int = 0
+    commands_sent: int = 0
+    commands_unsent: int = 0
+    estops: int = 0
+    samples: int = 0
+    infer_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    loop_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    reasons: dict[str, int] = field(default_factory=dict)
+    t_first: list[float] = field(default_factory=list)  # per inference hop, for scoring replays
+    start_index: list[int] = field(default_factory=list)  # the window's first sample (count since start)
+    joints: list[np.ndarray] = field(default_factory=list)
+    active: list[bool] = field(default_factory=list)
+    wall_started: float = 0.0
+    wall_ended: float = 0.0
+
+
+def _percentile(values: deque, q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class RuntimeLoop:
+    def __init__(
+        self,
+        *,
+        source: Any,
+        quality: Any,
+        engine: InferenceEngine,
+        gate: ConfidenceGate,
+        hand: HandConfig,
+        link: Any | None,
+        controls: Controls,
+        hop_samples: int,
+        recorder: RunFileWriter | None = None,
+        telemetry: Any | None = None,
+        duration_s: float | None = None,
+        catch_up: bool = False,
+        stop: threading.Event | None = None,
+        on_event=None,
+        keep_predictions: bool = False,
+    ) -> None:
+        self.source, self.quality, self.engine, self.gate, self.hand = source, quality, engine, gate, hand
+        self.link, self.controls, self.recorder, self.telemetry = link, controls, recorder, telemetry
+        self.hop_samples = hop_samples
+        self.rate = float(source.sampling_rate_hz)
+        self.hop_s = hop_samples / self.rate
+        self.window = engine.window_samples
+        self.duration_s = duration_s
+        self.catch_up = catch_up
+        self.stop = stop or threading.Event()
+        self.on_event = on_event or (lambda kind, detail: None)
+        self.keep_predictions = keep_predictions
+        self.ring = EmgRing(self.window + 8 * max(hop_samples, 64), source.channels)
+        self.stats = LoopStats()
+        self._next_hop_at = self.window  # absolute sample count at which the next hop is due
+        self._clean_after = 0  # the window is discontinuous until the ring's total passes this
+        self._report = None  # latest signal-quality report
+        self._last_pred: Prediction | None = None
+        self._last_targets = hand.safe_pose.copy()
+        self._last_send = -1.0
+        self._last_kind = ""
+        self._estop_sent = False
+        self._last_data_wall = time.monotonic()
+        self._last_hop_wall = time.monotonic()
+        self._t_emg = float("nan")
+        self._seen_faults = 0
+        self._hop_index = 0
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def run(self) -> LoopStats:
+        self.stats.wall_started = time.monotonic()
+        self.source.start()
+        try:
+            while not self.stop.is_set():
+                self._apply_controls()
+                chunk = self.source.read(timeout=min(0.02, self.hop_s / 2))
+                if chunk is not None and (len(chunk.samples) or chunk.events):
+                    self._ingest(chunk)
+                elif getattr(self.source, "finished", False):
+                    self.on_event("end", "end of the recording reached")
+                    break
+                else:
+                    self._maybe_stall_tick()
+                if self.duration_s is not None and self._elapsed() >= self.duration_s:
+                    self.on_event("end", f"--duration {self.duration_s:g} s reached")
+                    break
+        finally:
+            self.stats.wall_ended = time.monotonic()
+        return self.stats
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.stats.wall_started
+
+    def _apply_controls(self) -> None:
+        if self.telemetry is not None:
+            for request in self.telemetry.poll_control():
+                origin = f"control channel ({request.client})" if request.client else "control channel"
+                self.controls.submit(request.command, origin, request.value, reply=request)
+        for outcome in self.controls.apply_pending(self.gate.set_threshold):
+            self._log_outcome(outcome)
+
+    def _log_outcome(self, outcome: Outcome) -> None:
+        request = outcome.request
+        detail = f"{request.command} from {request.origin}: {'ok' if outcome.ok else 'refused'} — {outcome.detail}"
+        self._event("control", detail)
+        if request.command == "estop" and outcome.ok:
+            self.stats.estops += 1
+            self._send_estop()
+        elif request.command == "clear_estop" and outcome.ok and self.link is not None:
+            self.link.clear_estop()
+            self._estop_sent = False
+            self.gate.reset()
+        if request.reply is not None and self.telemetry is not None:
+            self.telemetry.acknowledge(request.reply, outcome.ok, outcome.detail)
+
+    def _event(self, kind: str, detail: str) -> None:
+        self.on_event(kind, detail)
+        if self.recorder is not None:
+            self.recorder.log_event(time.time(), self._t_emg, kind, detail)
+        if self.telemetry is not None:
+            self.telemetry.publish_event(kind, detail)
+
+    def _send_estop(self) -> None:
+        """E-stop reaches the device at once, not at the next hop."""
+        if self.link is not None and not self._estop_sent:
+            self.link.estop()
+            self._estop_sent = True
+
+    # -- acquire and quality ---------------------------------------------------------------------
+    def _ingest(self, chunk: Any) -> None:
+        self._last_data_wall = time.monotonic()
+        samples, stamps = chunk.samples, chunk.timestamps
+        self.stats.samples += len(samples)
+        if self.recorder is not None and len(samples):
+            self.recorder.append_emg(samples, stamps)
+        for event in chunk.events:
+            missing = int(getattr(event, "samples", 0) or 0)
+            if event.kind in ("stall", "backlog") or (event.kind == "gap" and missing > LONG_GAP_SAMPLES):
+                # the window now spans a discontinuity: no inference on it until it has left the window
+                self._clean_after = self.ring.total + int(event.index) + self.window
+                self.engine.reset()
+        self._report = self.quality.update(samples, stamps, list(chunk.events))
+        if not len(samples):
+            return
+        self.ring.append(samples, stamps)
+        self._t_emg = float(stamps[-1])
+        if self.ring.total < self._next_hop_at:
+            return
+        due = (self.ring.total - self._next_hop_at) // self.hop_samples + 1
+        if self.catch_up:
+            oldest_end = self.ring.total - (self.ring.capacity - self.window)  # older windows have left the ring
+            ends = [self._next_hop_at + k * self.hop_samples for k in range(due)]
+            self.stats.missed_hops += sum(e < oldest_end for e in ends)
+            ends = [e for e in ends if e >= oldest_end]
+        else:
+            ends = [self._next_hop_at + (due - 1) * self.hop_samples]
+            self.stats.missed_hops += due - 1
+        self._next_hop_at += due * self.hop_samples
+        for end in ends:
+            self._hop(end, chunk.received_at)
+
+    def _maybe_stall_tick(self) -> None:
+        now = time.monotonic()
+        if self.catch_up or now - self._last_data_wall < STALL_S or now - self._last_hop_wall < self.hop_s:
+            return
+        self.stats.stall_ticks += 1
+        self._last_hop_wall = now
+        silent_ms = (now - self._last_data_wall) * 1000
+        decision = self.gate.update(
+            GateInput(
+                self._t_emg + (now - self._last_data_wall) if self._t_emg == self._t_emg else 0.0,
+                False,
+                f"stream: no samples for {silent_ms:.0f} ms",
+                0.0,
+                self.controls.armed,
+                self.controls.estop,
+            )
+        )
+        self._actuate(decision, None, now)
+
+    # -- infer, gate, actuate, publish -----------------------------------------------------------
+    def _hop(self, end: int, received_at: float) -> None:
+        started = time.perf_counter()
+        self._last_hop_wall = time.monotonic()
+        window, stamps = self.ring.latest(self.window, upto=end)
+        t = float(stamps[-1])
+        prediction = self.engine.infer(window)
+        self._last_pred = prediction
+        report = self._report
+        signal_ok, reason = bool(report.ok), str(report.reason)
+        if end < self._clean_after:
+            signal_ok = False
+            reason = (
+                f"stream: a gap or stall is inside the model's window for another "
+                f"{(self._clean_after - end) / self.rate:.2f} s"
+            )
+        decision = self.gate.update(
+            GateInput(t, signal_ok, reason, prediction.confidence, self.controls.armed, self.controls.estop)
+        )
+        seq, targets, kind = self._actuate(decision, prediction, time.monotonic())
+        latency_ms = (time.monotonic() - received_at) * 1000.0
+        loop_ms = (time.perf_counter() - started) * 1000.0 - prediction.infer_ms
+        if self.keep_predictions:
+            self.stats.t_first.append(float(stamps[0]))
+            self.stats.start_index.append(end - self.window)
+        self._account(t, decision, prediction, report, seq, targets, kind, latency_ms, loop_ms)
+
+    def _actuate(
+        self, decision: GateDecision, prediction: Prediction | None, now: float
+    ) -> tuple[int | None, np.ndarray, str]:
+        """Send what the gate decided; returns (seq, targets sent, kind)."""
+        confidence = prediction.confidence if prediction is not None else 0.0
+        if decision.state is GateState.ESTOP:
+            self._send_estop()
+            seq = self.link.heartbeat() if self.link is not None else None
+            return seq, np.full(len(self.hand.joints), np.nan), "none"
+        if decision.target == "pose" and prediction is not None:
+            wanted = self.hand.map_angles(prediction.angles)
+            targets = self.hand.slew_limit(
+                self._last_targets, wanted, now - self._last_send if self._last_send > 0 else 0
+            )
+            kind = "pose"
+        elif decision.target == "hold":
+            targets, kind = self._last_targets, "hold"
+        else:
+            targets, kind = self.hand.safe_pose, "safe"
+        if kind == self._last_kind and now - self._last_send < 1.0 / self.hand.max_command_rate_hz:
+            return None, np.full(len(self.hand.joints), np.nan), "none"  # host rate limit
+        seq = None
+        if self.link is not None:
+            seq = self.link.send_command(targets, active=kind == "pose", confidence=confidence, safe=kind == "safe")
+        if seq is None and self.link is not None:
+            self.stats.commands_unsent += 1
+        else:
+            self.stats.commands_sent += 1
+        self._last_targets, self._last_send, self._last_kind = np.array(targets, float), now, kind
+        return seq, np.array(targets, float), kind
+
+    def _account(self, t, decision, prediction, report, seq, targets, kind, latency_ms, loop_ms) -> None:
+        s = self.stats
+        s.hops += 1
+        self._hop_index += 1
+        s.active_hops += int(decision.active)
+        key = re.sub(r"\d+(\.\d+)?", "#", decision.reason) if decision.reason else "active"
+        s.reasons[key] = s.reasons.get(key, 0) + 1
+        s.infer_ms.append(prediction.infer_ms)
+        s.loop_ms.append(loop_ms)
+        s.latency_ms.append(latency_ms)
+        if self.keep_predictions:
+            s.joints.append(prediction.joints.astype(np.float32))
+            s.active.append(decision.active)
+        link = self.link
+        telemetry = link.latest if link is not None else None
+        health = self.source.health
+        self._check_device_faults()
+        row = HopRow(
+            t=t,
+            hop=self._hop_index,
+            active=decision.active and kind == "pose",
+            state=decision.state.value,
+            gate_reason=decision.reason,
+            armed=self.controls.armed,
+            estop=self.controls.estop,
+            confidence=prediction.confidence,
+            threshold=self.gate.threshold,
+            joints=prediction.joints,
+            theta=prediction.theta,
+            angles=prediction.angles,
+            targets=targets,
+            command=kind,
+            seq=-1 if seq is None else int(seq),
+            quality_flags=np.asarray(report.flags),
+            emg_rms_uv=np.asarray(report.rms_uv, float),
+            infer_ms=prediction.infer_ms,
+            loop_ms=loop_ms,
+            latency_ms=latency_ms,
+            device_state=-1 if telemetry is None else int(telemetry.state),
+            device_faults=0 if telemetry is None else int(telemetry.faults),
+            acked=0 if link is None else int(link.stats.acked),
+            stream_gaps=int(getattr(health, "gaps", 0)),
+            stream_duplicates=int(getattr(health, "duplicate_packets", 0)),
+            missed_hops=s.missed_hops,
+        )
+        if self.recorder is not None:
+            self.recorder.append_hop(row)
+        if self.telemetry is not None:
+            self.telemetry.publish(self.snapshot(row, report))
+
+    def _check_device_faults(self) -> None:
+        if self.link is None:
+            return
+        faults = list(self.link.faults)
+        if len(faults) < self._seen_faults:
+            self._seen_faults = 0
+        for fault in faults[self._seen_faults :]:
+            self._event("device_fault", f"code {fault.code} detail {fault.detail}")
+        self._seen_faults = len(faults)
+
+    def snapshot(self, row: HopRow, report: Any) -> dict[str, Any]:
+        """One telemetry hop message (schema: docs/TELEMETRY.md)."""
+        link, s = self.link, self.stats
+        health = self.source.health
+        health_dict = health.as_dict() if hasattr(health, "as_dict") else dict(vars(health))
+        rtt = list(link.stats.rtt_ms)[-200:] if link is not None else []
+        hop_ms = self.hop_s * 1000.0
+        return {
+            "t": row.t,
+            "hop": row.hop,
+            "emg_rms_uv": [round(float(v), 2) for v in np.nan_to_num(row.emg_rms_uv)],
+            "quality_flags": [int(f) for f in row.quality_flags],
+            "quality_ok": bool(report.ok),
+            "quality_reason": str(report.reason),
+            "stream": json.loads(json.dumps(health_dict, default=float)),
+            "joints": np.round(row.joints, 5).tolist(),
+            "angles": np.round(row.angles, 4).tolist(),
+            "targets": [None if v != v else round(float(v), 4) for v in row.targets],
+            "joint_names": [j.name for j in self.hand.joints],
+            "command": row.command,
+            "confidence": round(row.confidence, 4),
+            "threshold": row.threshold,
+            "gate": row.state,
+            "gate_reason": row.gate_reason,
+            "active": row.active,
+            "armed": row.armed,
+            "estop": row.estop,
+            "link": {
+                "state": link.state if link is not None else "none",
+                "sent": link.stats.sent if link is not None else 0,
+                "acked": link.stats.acked if link is not None else 0,
+                "device_state": row.device_state,
+                "device_faults": row.device_faults,
+                "rtt_ms_p50": round(float(np.median(rtt)), 3) if rtt else None,
+                "reconnects": link.stats.reconnects if link is not None else 0,
+            },
+            "loop": {
+                "infer_ms": round(row.infer_ms, 3),
+                "loop_ms": round(row.loop_ms, 3),
+                "duty": round((row.infer_ms + row.loop_ms) / hop_ms, 4),
+                "latency_ms_p50": round(_percentile(s.latency_ms, 50), 3),
+                "latency_ms_p99": round(_percentile(s.latency_ms, 99), 3),
+                "missed_hops": s.missed_hops,
+                "hops": s.hops,
+                "telemetry_dropped": int(self.telemetry.stats.get("dropped", 0)) if self.telemetry else 0,
+            },
+        }
