@@ -1,20 +1,43 @@
-"""`mode2 export-onnx`: checkpoint → self-contained ONNX + metadata + model card, parity-checked."""
+"""`mode2 export-onnx`: checkpoint → self-contained ONNX + metadata + model card, parity-checked.
+
+Nothing the user already has is touched until the new files are complete and checked: the model, the
+int8 variant and the card are written to hidden temporary files beside their final names
+(`firmware_bridge.atomic_write.atomic_path`) and renamed over them only after the parity check passed.
+A failed check, a bad argument, an exception or a kill -9 at any moment leaves the previous files as
+they were (a kill -9 may leave a hidden `.model.tmp-…` file behind). The model is traced once; after the
+parity check only its `metadata_props` are rewritten to carry the measured figures.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import hashlib
 import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from export.metadata import build_metadata
-from export.model_card import write_model_card
-from export.onnx_export import OPSET, ExportWrapper, export_onnx, graph_summary
-from export.parity import check_parity
+from export.metadata import build_metadata, json_safe
+from export.model_card import model_card_path, render_model_card
+from export.onnx_export import (
+    OPSET,
+    SUPPORTED_OPSETS,
+    ExportWrapper,
+    check_opset,
+    export_onnx,
+    graph_summary,
+    write_metadata,
+)
+from export.parity import Parity, check_parity
 from export.quantize import quantize_int8
+from firmware_bridge.atomic_write import atomic_path, check_writable_file
+from firmware_bridge.errors import UserError
+from runtime.model_contract import INT8_DYNAMIC, N_ANGLES, ModelMetadata, ModelMetadataError
 from training.checkpoint_io import CheckpointError, sha256_of
 from training.model_io import load_model_checkpoint
 from training.windows import WindowSet, build_windows, load_sessions
@@ -22,9 +45,13 @@ from training.windows import WindowSet, build_windows, load_sessions
 PARITY_WINDOWS = 24
 
 
+class ParityError(UserError):
+    """The exported graph does not reproduce the PyTorch model: nothing was written."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="transfer_mode2_best.pth or direct_best.pth")
-    parser.add_argument("--out", type=Path, default=Path("model.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("model.onnx"), help="the .onnx file to write")
     parser.add_argument(
         "--data",
         nargs="+",
@@ -32,12 +59,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="held-out session files for the parity check (default: a small synthetic session)",
     )
     parser.add_argument("--int8", action="store_true", help="also write a dynamically quantized int8 model")
-    parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=OPSET,
+        help=f"ONNX opset, {SUPPORTED_OPSETS.start}–{SUPPORTED_OPSETS.stop - 1} (default {OPSET})",
+    )
 
 
-def _parity_windows(patterns: list[str] | None) -> WindowSet:
+@dataclass
+class ParityInputs:
+    """The held-out windows both models are run on, and the labels their MPJPE is measured against."""
+
+    emg: torch.Tensor
+    initial: torch.Tensor
+    target: np.ndarray
+    ok: np.ndarray
+
+    def check(self, path: Path, wrapper: nn.Module) -> Parity:
+        return check_parity(path, wrapper, self.emg, self.initial, self.target, self.ok)
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model and its metadata; any checkpoint that cannot be rebuilt is a CheckpointError naming it."""
+    if path.is_dir():
+        raise CheckpointError(f"--checkpoint {path}: is a folder, expected a checkpoint file")
+    try:
+        return load_model_checkpoint(path)
+    except UserError:
+        raise
+    except KeyError as error:
+        raise CheckpointError(f"{path}: incomplete Mode 2 checkpoint (missing part {error})") from error
+    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
+        detail = " ".join(str(error).split())[:200]
+        raise CheckpointError(f"{path}: inconsistent Mode 2 checkpoint ({type(error).__name__}: {detail})") from error
+
+
+def check_draft(metadata: dict[str, Any], checkpoint: Path) -> ModelMetadata:
+    """The metadata this checkpoint would give, checked before any work (no parity figures yet)."""
+    try:
+        return ModelMetadata.parse(metadata, f"{checkpoint}: metadata built from this checkpoint", require_parity=False)
+    except ModelMetadataError as error:
+        raise CheckpointError(str(error)) from error
+
+
+def parity_windows(patterns: list[str] | None) -> WindowSet:
     if patterns:
-        return build_windows(load_sessions(patterns))
+        try:
+            sessions = load_sessions(patterns)
+            windows = build_windows(sessions)
+        except UserError:
+            raise
+        except (FileNotFoundError, ValueError) as error:
+            raise UserError(f"--data: {' '.join(str(error).split())}") from error
+        if len(windows) == 0:
+            raise UserError(
+                f"--data {' '.join(patterns)}: no 2-s window with valid hand labels for the parity check "
+                "(sessions shorter than 2 s, or no label passes the filter)"
+            )
+        if not torch.isfinite(windows.emg).all():
+            raise UserError(f"--data {' '.join(patterns)}: EMG has non-finite values")
+        return windows
     from training.synth import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,49 +127,89 @@ def _parity_windows(patterns: list[str] | None) -> WindowSet:
         return build_windows(load_sessions([str(paths[0])]))
 
 
+def parity_inputs(windows: WindowSet, initial_state_mean: tuple[float, ...] | None) -> ParityInputs:
+    """Up to PARITY_WINDOWS windows spread over the data, started from the model's training mean."""
+    index = torch.as_tensor(np.linspace(0, len(windows) - 1, min(PARITY_WINDOWS, len(windows))).round().astype(int))
+    mean = torch.tensor([initial_state_mean or [0.0] * N_ANGLES], dtype=torch.float32)
+    return ParityInputs(
+        emg=windows.emg[index],
+        initial=mean.expand(len(index), N_ANGLES).contiguous(),
+        target=windows.joints[index, -1].numpy(),
+        ok=windows.mask[index, -1].numpy(),
+    )
+
+
+def check_out(out: Path, checkpoint: Path) -> tuple[Path, Path]:
+    """Refuse an --out that cannot be written, before any work. Returns the model card's and the int8 path."""
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give the .onnx file to write, e.g. {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        raise UserError(f"--out {out}: the model file name must end in .onnx")
+    if out.exists() and checkpoint.exists() and out.resolve() == checkpoint.resolve():
+        raise UserError(f"--out {out}: is the checkpoint itself")
+    int8 = out.with_name(out.stem + ".int8.onnx")
+    card = model_card_path(out)
+    for path in (out, int8, card):
+        check_writable_file(path, "--out")
+    return card, int8
+
+
+def _finite(parity: Parity, what: str) -> Parity:
+    figures = [v for v in parity.to_dict().values() if isinstance(v, float)]
+    if not np.all(np.isfinite(figures)):
+        raise UserError(
+            f"parity check of the {what} model gave non-finite figures ({parity.describe()}): the --data EMG is "
+            "probably out of range for this model; nothing was written"
+        )
+    return parity
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        model, meta = load_model_checkpoint(args.checkpoint)
-    except CheckpointError as error:
-        print(f"✗ {error}")
-        return 1
-    training = meta.get("training", {})
-    windows = _parity_windows(args.data)
-    overlap = set(training.get("train_sessions", [])) & set(windows.keys)
+    opset = check_opset(args.opset)
+    out: Path = args.out
+    card_path, int8_path = check_out(out, args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
+    source_sha = sha256_of(args.checkpoint)
+    draft = build_metadata(meta, source_sha, opset)
+    parsed = check_draft(draft, args.checkpoint)
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    windows = parity_windows(args.data)
+    overlap = set(training.get("train_sessions") or []) & set(windows.keys)
     if overlap:
         print(f"note: parity windows include training sessions {sorted(overlap)} (fine for parity, not for accuracy)")
-    index = torch.as_tensor(np.linspace(0, len(windows) - 1, min(PARITY_WINDOWS, len(windows))).round().astype(int))
-    emg = windows.emg[index]
-    mean = torch.tensor([meta.get("initial_state_mean") or [0.0] * 20], dtype=torch.float32)
-    initial = mean.expand(len(index), 20).contiguous()
-    target, ok = windows.joints[index, -1].numpy(), windows.mask[index, -1].numpy()
-    source_sha = sha256_of(args.checkpoint)
-    metadata = build_metadata(meta, source_sha, args.opset)
-    print(f"exporting {meta['kind']} model from {args.checkpoint} (opset {args.opset}) …")
-    export_onnx(model, meta, args.out, metadata, args.opset)
+    inputs = parity_inputs(windows, parsed.initial_state_mean)
     wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
-    parity = check_parity(args.out, wrapper, emg, initial, target, ok)
-    print(f"parity fp32 vs PyTorch: {parity.describe()}")
-    if not parity.passes():
-        print(
-            "✗ export FAILED: the ONNX model does not reproduce PyTorch within θ ≤ 1e-4 rad and joints ≤ 0.01 mm; "
-            f"{args.out} was removed",
-            file=sys.stderr,
-        )
-        args.out.unlink(missing_ok=True)
-        return 2
-    metadata = build_metadata(meta, source_sha, args.opset, parity.to_dict())
-    export_onnx(model, meta, args.out, metadata, args.opset)  # again, now carrying its parity figures
-    graph = graph_summary(args.out)
-    extra: dict = {}
-    if args.int8:
-        int8_path = args.out.with_name(args.out.stem + ".int8.onnx")
-        quantize_int8(args.out, int8_path)
-        int8_parity = check_parity(int8_path, wrapper, emg, initial, target, ok)
-        print(f"parity int8 vs PyTorch: {int8_parity.describe()}")
-        extra = {"int8": int8_parity.to_dict(), "int8_path": int8_path.name}
-        if not int8_parity.passes(int8=True):
-            print("⚠ int8 MPJPE differs by more than 2 mm from fp32: prefer the fp32 model", file=sys.stderr)
-    card = write_model_card(args.out, metadata, graph, extra)
-    print(f"✅ wrote {args.out} ({graph['bytes'] / 1e6:.1f} MB, {graph['nodes']} nodes) and {card}")
+    print(f"exporting {parsed.model_kind} model from {args.checkpoint} (opset {opset}) …")
+    with ExitStack() as stack:  # entered card, int8, model → renamed model, int8, card, only if all succeeded
+        card_tmp = stack.enter_context(atomic_path(card_path))
+        int8_tmp = stack.enter_context(atomic_path(int8_path)) if args.int8 else None
+        tmp = stack.enter_context(atomic_path(out))
+        export_onnx(model, meta, tmp, json_safe(draft), opset)
+        parity = _finite(inputs.check(tmp, wrapper), "fp32")
+        print(f"parity fp32 vs PyTorch: {parity.describe()}")
+        if not parity.passes():
+            raise ParityError(
+                "parity check failed: the ONNX model does not reproduce PyTorch within θ ≤ 1e-4 rad and joints "
+                f"≤ 0.01 mm ({parity.describe()}); nothing was written, {out} is unchanged"
+            )
+        final = json_safe(build_metadata(meta, source_sha, opset, parity.to_dict()))
+        ModelMetadata.parse(final, str(out))  # what the runtime will read back
+        write_metadata(tmp, final)
+        graph = graph_summary(tmp)
+        int8 = None
+        if int8_tmp is not None:
+            quantize_int8(tmp, int8_tmp)
+            int8_parity = _finite(inputs.check(int8_tmp, wrapper), "int8")
+            print(f"parity int8 vs PyTorch: {int8_parity.describe()}")
+            if not int8_parity.passes(int8=True):
+                print("⚠ int8 MPJPE differs by more than 2 mm from PyTorch: prefer the fp32 model")
+            int8_meta = build_metadata(meta, source_sha, opset, int8_parity.to_dict(), quantization=INT8_DYNAMIC)
+            int8_meta["quantized_from"] = {"file": out.name, "sha256": hashlib.sha256(tmp.read_bytes()).hexdigest()}
+            int8_meta = json_safe(int8_meta)
+            ModelMetadata.parse(int8_meta, str(int8_path))
+            write_metadata(int8_tmp, int8_meta)
+            int8 = (int8_path, int8_meta)
+        card_tmp.write_text(render_model_card(out, final, graph, int8), encoding="utf-8")
+    written = f" + {int8_path.name}" if args.int8 else ""
+    print(f"✅ wrote {out} ({graph['bytes'] / 1e6:.1f} MB, {graph['nodes']} nodes){written} and {card_path}")
     return 0

@@ -6,8 +6,36 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runtime.model_contract import (
+    CONFIDENCE,
+    EMG,
+    FEEDBACK_ANGLES,
+    INITIAL_POSE,
+    OUTPUTS,
+    RECOMMENDED_HOP_SAMPLES,
+    SAMPLING_RATE_HZ,
+    WINDOW_SAMPLES,
+    TensorSpec,
+)
 
-def write_model_card(onnx_path: Path, metadata: dict[str, Any], graph: dict[str, Any], extra: dict[str, Any]) -> Path:
+
+def _delta(value: float | None) -> str:
+    return "— (no labels)" if value is None else f"{value:+.3f} mm"
+
+
+def _shape(spec: TensorSpec) -> str:
+    return "(" + ", ".join("B" if d == "batch" else str(d) for d in spec.shape) + ")"
+
+
+def model_card_path(onnx_path: Path) -> Path:
+    """`model.md` beside `model.onnx`, else `NAME.md` beside `NAME.onnx`."""
+    return onnx_path.with_name("model.md") if onnx_path.stem == "model" else onnx_path.with_suffix(".md")
+
+
+def render_model_card(
+    onnx_path: Path, metadata: dict[str, Any], graph: dict[str, Any], int8: tuple[Path, dict[str, Any]] | None
+) -> str:
+    """The card's text. `int8`: the quantized file's final name and its own metadata document."""
     training = metadata.get("training_data", {})
     validation = metadata.get("validation", {})
     parity = metadata.get("parity") or {}
@@ -29,12 +57,15 @@ def write_model_card(onnx_path: Path, metadata: dict[str, Any], graph: dict[str,
         "",
         "## Input and output",
         "",
-        "- `emg` (B, 8, 1000): **raw MindRove µV**, 2 s at 500 Hz, channels in SDK EMG-row order; hop 500 samples.",
+        f"- `{EMG.name}` {_shape(EMG)}: **raw MindRove µV**, {WINDOW_SAMPLES / SAMPLING_RATE_HZ:g} s at "
+        f"{SAMPLING_RATE_HZ:g} Hz, channels in SDK EMG-row order; hop {RECOMMENDED_HOP_SAMPLES} samples.",
         "  DC removal/detrend, normalisation with the training statistics and ×4 upsampling happen inside the graph.",
-        f"- `initial_pose` (B, 20) rad — policy **{metadata['initial_state_policy']}** "
-        "(`feedback`: the previous window's `feedback_angles`; `train_mean`: `initial_state_mean` from the metadata).",
-        "- Outputs: `theta` (B,45) rad MANO pose, `joints` (B,21,3) m wrist-relative, `angles` (B,20), "
-        "`confidence` (B,), `feedback_angles` (B,20).",
+        f"- `{INITIAL_POSE.name}` {_shape(INITIAL_POSE)} rad — policy **{metadata['initial_state_policy']}** "
+        f"(`feedback`: the previous window's `{FEEDBACK_ANGLES.name}`; `train_mean`: `initial_state_mean` from the "
+        "metadata).",
+        "- Outputs (by name): "
+        + ", ".join(f"`{s.name}` {_shape(s)} {metadata['outputs'][s.name]['units']}" for s in OUTPUTS)
+        + ".",
         "",
         "## Training data and accuracy",
         "",
@@ -44,20 +75,22 @@ def write_model_card(onnx_path: Path, metadata: dict[str, Any], graph: dict[str,
         f"{validation.get('val_mpjpe_mm', nan):.2f} mm mean, "
         f"{validation.get('val_mpjpe_median_mm', nan):.2f} mm median.",
         f"- Initial-state policies measured on held-out sessions (MPJPE mm): {policies}",
-        f"- Confidence: {metadata['outputs']['confidence']['meaning']}.",
+        f"- Confidence: {metadata['outputs'][CONFIDENCE.name]['meaning']}.",
         "",
         "## Parity (checked at export)",
         "",
         f"- fp32 vs PyTorch on {parity.get('windows')} held-out windows: "
         f"|Δθ| ≤ {parity.get('theta_max_abs_rad', nan):.1e} rad, "
         f"|Δjoints| ≤ {parity.get('joints_max_abs_mm', nan):.1e} mm, "
-        f"MPJPE Δ {parity.get('mpjpe_delta_mm')} mm.",
+        f"MPJPE Δ {_delta(parity.get('mpjpe_delta_mm'))}.",
     ]
-    if extra.get("int8"):
-        p = extra["int8"]
+    if int8 is not None:
+        int8_path, int8_meta = int8
+        p = int8_meta["parity"]
         lines.append(
-            f"- int8 (`{extra['int8_path']}`): |Δθ| ≤ {p['theta_max_abs_rad']:.1e} rad, |Δjoints| ≤ "
-            f"{p['joints_max_abs_mm']:.2f} mm, MPJPE Δ {p['mpjpe_delta_mm']} mm."
+            f"- int8 (`{int8_path.name}`, quantization {int8_meta['quantization']}): "
+            f"|Δθ| ≤ {p['theta_max_abs_rad']:.1e} rad, |Δjoints| ≤ {p['joints_max_abs_mm']:.2f} mm, "
+            f"MPJPE Δ {_delta(p['mpjpe_delta_mm'])} (its own figures, also in its metadata)."
         )
     if training.get("synthetic"):
         lines += ["", "**Trained and measured on synthetic data only** — not validated on a real arm."]
@@ -67,6 +100,4 @@ def write_model_card(onnx_path: Path, metadata: dict[str, Any], graph: dict[str,
         "firmware watchdog; this model alone is not a controller.",
         "",
     ]
-    path = onnx_path.with_name("model.md") if onnx_path.stem == "model" else onnx_path.with_suffix(".md")
-    path.write_text("\n".join(lines))
-    return path
+    return "\n".join(lines)

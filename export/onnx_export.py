@@ -21,9 +21,22 @@ import onnx
 import torch
 from torch import nn
 
+from firmware_bridge.errors import UserError
+from runtime.model_contract import BATCH, INPUT_NAMES, INPUTS, METADATA_KEY, OUTPUT_NAMES
+
 OPSET = 17
-INPUTS = ("emg", "initial_pose")
-OUTPUTS = ("theta", "joints", "angles", "confidence", "feedback_angles")
+# the opsets this exporter can write the model in: below 12 some ops have no ONNX form (einsum, a
+# dynamic Slice, linear upsampling); 20 is the TorchScript exporter's newest
+SUPPORTED_OPSETS = range(13, 21)
+
+
+def check_opset(opset: int) -> int:
+    if opset not in SUPPORTED_OPSETS:
+        raise UserError(
+            f"--opset {opset}: not supported; choose {SUPPORTED_OPSETS.start}–{SUPPORTED_OPSETS.stop - 1} "
+            f"(default {OPSET})"
+        )
+    return opset
 
 
 class PiecewiseLinear(nn.Module):
@@ -61,28 +74,37 @@ class ExportWrapper(nn.Module):
 def export_onnx(
     model: nn.Module, meta: dict[str, Any], out: Path, metadata: dict[str, Any], opset: int = OPSET
 ) -> Path:
+    """Trace the model once into `out` (a temporary file of the caller's) and attach `metadata`."""
     wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
-    example = (torch.zeros(2, 8, 1000), torch.zeros(2, 20))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {name: {0: "batch"} for name in (*INPUTS, *OUTPUTS)}
+    example = tuple(torch.zeros(2, *spec.shape[1:]) for spec in INPUTS)
+    dynamic = {name: {0: BATCH} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
             example,
             str(out),
-            input_names=list(INPUTS),
-            output_names=list(OUTPUTS),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
             opset_version=opset,
             dynamic_axes=dynamic,
             do_constant_folding=True,
             dynamo=False,
         )
-    graph = onnx.load(str(out))
-    graph.metadata_props.add(key="mode2", value=json.dumps(metadata))
-    graph.doc_string = "Mode 2 EMG → hand pose model (mode2-edge); see the 'mode2' metadata and model.md"
-    onnx.checker.check_model(graph, full_check=True)
-    onnx.save(graph, str(out))
-    return out
+    return write_metadata(out, metadata, full_check=True)
+
+
+def write_metadata(path: Path, metadata: dict[str, Any], *, full_check: bool = False) -> Path:
+    """Replace the file's `mode2` metadata (and only that): the graph and weights are kept as they are."""
+    graph = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != METADATA_KEY]
+    del graph.metadata_props[:]
+    for key, value in kept:
+        graph.metadata_props.add(key=key, value=value)
+    graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata, allow_nan=False))
+    graph.doc_string = f"Mode 2 EMG → hand pose model (mode2-edge); see the '{METADATA_KEY}' metadata and model.md"
+    onnx.checker.check_model(graph, full_check=full_check)
+    onnx.save(graph, str(path))
+    return path
 
 
 def graph_summary(path: Path) -> dict[str, Any]:

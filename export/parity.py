@@ -9,6 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from runtime.model_contract import CONFIDENCE, EMG, INITIAL_POSE, JOINTS, OUTPUT_NAMES, THETA
+
 THETA_TOLERANCE_RAD = 1e-4
 JOINTS_TOLERANCE_M = 1e-5  # 0.01 mm
 INT8_MPJPE_TOLERANCE_MM = 2.0  # a quantized model is allowed to differ; this much is reported as acceptable
@@ -66,21 +68,26 @@ def check_parity(
     target_joints: np.ndarray | None,
     target_ok: np.ndarray | None,
 ) -> Parity:
-    with torch.no_grad():
-        reference = [t.numpy() for t in wrapper(emg, initial)]
-    got = session(onnx_path).run(None, {"emg": emg.numpy(), "initial_pose": initial.numpy()})
+    with torch.no_grad():  # the wrapper returns the outputs in the contract's order (it is what was exported)
+        reference = dict(zip(OUTPUT_NAMES, (t.numpy() for t in wrapper(emg, initial)), strict=True))
+    values = session(onnx_path).run(list(OUTPUT_NAMES), {EMG.name: emg.numpy(), INITIAL_POSE.name: initial.numpy()})
+    got = dict(zip(OUTPUT_NAMES, values, strict=True))
     mpjpe_torch = mpjpe_onnx = None
     if target_joints is not None and target_ok is not None and target_ok.any():
 
         def mpjpe(joints: np.ndarray) -> float:
             return float(np.linalg.norm(joints[target_ok] - target_joints[target_ok], axis=-1).mean() * 1000)
 
-        mpjpe_torch, mpjpe_onnx = mpjpe(reference[1]), mpjpe(got[1])
+        mpjpe_torch, mpjpe_onnx = mpjpe(reference[JOINTS.name]), mpjpe(got[JOINTS.name])
+
+    def largest(name: str) -> float:
+        return float(np.abs(got[name] - reference[name]).max())
+
     return Parity(
         windows=int(emg.shape[0]),
-        theta_max_abs_rad=float(np.abs(got[0] - reference[0]).max()),
-        joints_max_abs_mm=float(np.abs(got[1] - reference[1]).max() * 1000),
-        confidence_max_abs=float(np.abs(got[3] - reference[3]).max()),
+        theta_max_abs_rad=largest(THETA.name),
+        joints_max_abs_mm=largest(JOINTS.name) * 1000,
+        confidence_max_abs=largest(CONFIDENCE.name),
         mpjpe_torch_mm=mpjpe_torch,
         mpjpe_onnx_mm=mpjpe_onnx,
     )

@@ -51,6 +51,10 @@ class PortNotFound(LinkError):
     """No device at that path (unplugged, wrong name, or the pty/symlink is gone)."""
 
 
+class PortBusy(LinkError):
+    """Another program holds the port (pyserial's exclusive lock)."""
+
+
 class PortPermissionDenied(LinkError):
     """The port exists but this user may not open it."""
 
@@ -77,7 +81,8 @@ def _now_us() -> int:
 
 def _open_serial(port: str, baudrate: int) -> serial.SerialBase:
     try:
-        return serial.serial_for_url(port, baudrate=baudrate, timeout=0.02, write_timeout=0.2)
+        # exclusive: a second program (another `mode2 run`) must never drive the same hand at the same time
+        return serial.serial_for_url(port, baudrate=baudrate, timeout=0.02, write_timeout=0.2, exclusive=True)
     except serial.SerialException as error:
         cause = error.__cause__ if isinstance(error.__cause__, OSError) else None
         code = getattr(cause, "errno", None) or getattr(error, "errno", None)
@@ -86,6 +91,11 @@ def _open_serial(port: str, baudrate: int) -> serial.SerialBase:
             raise PortNotFound(
                 f"no serial device at {port}: is the hand plugged in and powered? "
                 "(list ports: python -m serial.tools.list_ports)"
+            ) from error
+        if code in (errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in text:
+            raise PortBusy(
+                f"{port} is in use by another program (is another `mode2 run` driving this hand?); "
+                "stop it first — two hosts must never command one hand"
             ) from error
         if code == errno.EACCES or "Permission denied" in text:
             raise PortPermissionDenied(

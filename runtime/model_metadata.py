@@ -1,37 +1,138 @@
-"""Reading and checking the metadata of an exported model — without torch (the device has none).
+"""Loading an exported model on the device — without torch (the device has none).
 
-The export writes one JSON document under the `metadata_props` key `mode2`. The runtime refuses a model
-whose metadata it cannot honour, and says why.
+`load_model(path)` is the one way the runtime opens a model: it reads the file once, hashes those bytes,
+builds one onnxruntime session with explicit providers and thread counts, and refuses (ModelMetadataError,
+naming the file) anything that is not a model it can honour — a missing, empty, truncated or non-ONNX
+file, metadata that fails `ModelMetadata.parse`, or a graph whose real inputs and outputs do not match
+the model contract (`runtime/model_contract.py`) and the metadata it carries.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.errors import UserError
+from runtime.model_contract import (
+    BATCH,
+    INPUTS,
+    METADATA_KEY,
+    METADATA_VERSION,
+    OUTPUTS,
+    SUPPORTED_POLICIES,
+    ModelMetadata,
+    ModelMetadataError,
+    TensorSpec,
+)
 
-METADATA_KEY = "mode2"
-METADATA_VERSION = 1
-SUPPORTED_POLICIES = ("neutral", "train_mean", "feedback", "none")
+__all__ = [
+    "METADATA_KEY",
+    "METADATA_VERSION",
+    "SUPPORTED_POLICIES",
+    "LoadedModel",
+    "ModelMetadataError",
+    "load_model",
+    "read_model_metadata",
+    "validate_metadata",
+]
 
 
-class ModelMetadataError(UserError, ValueError):
-    """An exported model's metadata is missing or asks for something this runtime cannot do."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model ready to run: its session, its checked metadata, and which file (and bytes) it came from."""
+
+    session: Any  # onnxruntime.InferenceSession
+    meta: ModelMetadata
+    sha256: str
+    path: Path
 
 
-def read_model_metadata(path_or_session: str | Path | Any) -> dict[str, Any]:
-    """Metadata dict of an ONNX file (path) or an onnxruntime InferenceSession."""
-    if isinstance(path_or_session, str | Path):
-        import onnxruntime as ort
+def load_model(path: str | Path, *, threads: int = 1) -> LoadedModel:
+    """Open an exported model for inference, or raise ModelMetadataError saying what is wrong with it."""
+    import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path_or_session), options, providers=["CPUExecutionProvider"])
-        where = str(path_or_session)
-    else:
-        session, where = path_or_session, "the model"
+    path = Path(path)
+    if threads < 1:
+        raise ModelMetadataError(f"{path}: threads must be ≥ 1, got {threads}")
+    data = _read_model_bytes(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
+        detail = " ".join(str(error).split())[:200]
+        raise ModelMetadataError(
+            f"{path}: not a loadable ONNX model (truncated, damaged or another format?): {detail}"
+        ) from error
+    meta = ModelMetadata.parse(_metadata_doc(session, str(path)), str(path))
+    check_graph(session, str(path))
+    return LoadedModel(session=session, meta=meta, sha256=hashlib.sha256(data).hexdigest(), path=path)
+
+
+def _read_model_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise ModelMetadataError(f"{path}: is a folder, not an .onnx model file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelMetadataError(f"{path}: no such model file") from None
+    except OSError as error:
+        raise ModelMetadataError(f"{path}: cannot read the model file ({error.strerror or error})") from error
+    if not data:
+        raise ModelMetadataError(f"{path}: empty file (0 bytes), not an ONNX model — was the export interrupted?")
+    return data
+
+
+def check_graph(session: Any, where: str) -> None:
+    """Refuse a graph whose real inputs/outputs differ from the contract in name, rank, type or fixed size.
+
+    Inputs must match exactly (the batch dimension may be symbolic or fixed, every other dimension fixed);
+    outputs may leave non-batch dimensions symbolic (the exporter cannot always infer them), but a fixed
+    one must agree."""
+    problems = _compare("input", session.get_inputs(), INPUTS, fixed=True)
+    problems += _compare("output", session.get_outputs(), OUTPUTS, fixed=False)
+    if problems:
+        raise ModelMetadataError(
+            f"{where}: the graph does not match the model contract its metadata claims — " + "; ".join(problems)
+        )
+
+
+def _compare(kind: str, actual: list[Any], expected: tuple[TensorSpec, ...], *, fixed: bool) -> list[str]:
+    problems = []
+    by_name = {arg.name: arg for arg in actual}
+    wanted = {spec.name for spec in expected}
+    for name in sorted(set(by_name) - wanted):
+        problems.append(f"unexpected {kind} '{name}'")
+    for spec in expected:
+        arg = by_name.get(spec.name)
+        if arg is None:
+            problems.append(f"no {kind} '{spec.name}'")
+            continue
+        shape = list(arg.shape) if arg.shape is not None else []
+        shown = tuple(BATCH if d == BATCH else d for d in shape)
+        if arg.type != spec.onnx_type:
+            problems.append(f"{kind} '{spec.name}' is {arg.type}, expected {spec.onnx_type}")
+        if len(shape) != spec.rank:
+            problems.append(f"{kind} '{spec.name}' has shape {shown}, expected {spec.shape}")
+            continue
+        for axis, (got, want) in enumerate(zip(shape, spec.shape, strict=True)):
+            if want == BATCH:
+                bad = isinstance(got, int) and got < 1
+            elif isinstance(got, int):
+                bad = got != want
+            else:  # symbolic (or unknown) size
+                bad = fixed
+            if bad:
+                problems.append(f"{kind} '{spec.name}' has shape {shown}, expected {spec.shape} (axis {axis})")
+                break
+    return problems
+
+
+def _metadata_doc(session: Any, where: str) -> Any:
     custom = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in custom:
         raise ModelMetadataError(f"{where}: no '{METADATA_KEY}' metadata — not exported by `mode2 export-onnx`")
@@ -41,26 +142,25 @@ def read_model_metadata(path_or_session: str | Path | Any) -> dict[str, Any]:
         raise ModelMetadataError(f"{where}: '{METADATA_KEY}' metadata is not valid JSON ({error})") from error
 
 
-def validate_metadata(meta: dict[str, Any], *, channels: int = 8, sampling_rate_hz: float = 500.0) -> None:
-    """Raise ModelMetadataError unless this runtime (8 MindRove channels at 500 Hz, µV) can run the model."""
+def read_model_metadata(path_or_session: str | Path | Any) -> dict[str, Any]:
+    """The decoded metadata document of an ONNX file (path; checked by `load_model`) or of an existing
+    onnxruntime InferenceSession (not checked — call `validate_metadata` on it)."""
+    if isinstance(path_or_session, str | Path):
+        return dict(load_model(path_or_session).meta.raw)
+    return _metadata_doc(path_or_session, "the model")
+
+
+def validate_metadata(
+    meta: Any, *, channels: int = 8, sampling_rate_hz: float = 500.0, where: str = "the model"
+) -> ModelMetadata:
+    """Typed metadata, or ModelMetadataError unless this runtime (its armband: `channels` at
+    `sampling_rate_hz`, µV) can run the model."""
+    parsed = ModelMetadata.parse(meta, where)
     problems = []
-    if meta.get("metadata_version", 0) > METADATA_VERSION:
-        problems.append(
-            f"metadata version {meta.get('metadata_version')} is newer than this runtime's ({METADATA_VERSION})"
-        )
-    if meta.get("input", {}).get("channels") != channels:
-        problems.append(f"expects {meta.get('input', {}).get('channels')} EMG channels, the armband gives {channels}")
-    if meta.get("input", {}).get("sampling_rate_hz") != sampling_rate_hz:
-        problems.append(
-            f"expects EMG at {meta.get('input', {}).get('sampling_rate_hz')} Hz, the armband gives {sampling_rate_hz}"
-        )
-    if meta.get("input", {}).get("units") != "uV":
-        problems.append(
-            f"expects EMG in {meta.get('input', {}).get('units')!r}, the MindRove SDK (≥ 5) gives µV ('uV')"
-        )
-    if meta.get("initial_state_policy") not in SUPPORTED_POLICIES:
-        problems.append(f"initial-state policy {meta.get('initial_state_policy')!r} is not one of {SUPPORTED_POLICIES}")
-    if len(meta.get("joint_names", [])) != 21:
-        problems.append("joint names missing or not 21")
+    if parsed.channels != channels:
+        problems.append(f"expects {parsed.channels} EMG channels, the armband gives {channels}")
+    if parsed.sampling_rate_hz != sampling_rate_hz:
+        problems.append(f"expects EMG at {parsed.sampling_rate_hz:g} Hz, the armband gives {sampling_rate_hz:g}")
     if problems:
-        raise ModelMetadataError("this runtime cannot honour the model: " + "; ".join(problems))
+        raise ModelMetadataError(f"{where}: this runtime cannot honour the model: " + "; ".join(problems))
+    return parsed

@@ -374,6 +374,7 @@ def _summary(
         "latency_ms_p99": pct(stats.latency_ms, 99),
         "rtt_ms_p50": pct(list(link.stats.rtt_ms), 50),
         "stream": health.as_dict() if hasattr(health, "as_dict") else {},
+        "telemetry": loop.telemetry.stats if loop.telemetry is not None else {},
         "seconds": round(stats.wall_ended - stats.wall_started, 2),
     }
     if args.source.startswith("replay:") and stats.t_first:

@@ -13,13 +13,15 @@ extern "C" {
 #include "protocol.h"
 }
 
-static const uint8_t SERVO_PINS[6] = {3, 5, 6, 9, 10, 11};
+#define N_SERVOS 6 /* the joints this board drives: CONFIGURE for more is refused with a FAULT */
+static const uint8_t SERVO_PINS[N_SERVOS] = {3, 5, 6, 9, 10, 11};
 static const int PULSE_MIN_US = 1000; /* at each joint's minimum */
 static const int PULSE_MAX_US = 2000; /* at each joint's maximum */
 
-static Servo servos[6];
+static Servo servos[N_SERVOS];
 static controller ctrl;
 static proto_decoder decoder;
+static uint32_t drops_seen[DROP_COUNT];
 
 extern "C" uint32_t hal_millis(void) { return millis(); }
 
@@ -32,13 +34,16 @@ extern "C" void hal_serial_write(const uint8_t *data, size_t length)
 
 extern "C" void hal_set_joint_output(uint8_t joint, int16_t position_mrad)
 {
-    const joint_limit *lim = &ctrl.limits[joint];
-    long span = (long)lim->max_mrad - lim->min_mrad;
-    long pulse = span > 0 ? PULSE_MIN_US + ((long)position_mrad - lim->min_mrad) * (PULSE_MAX_US - PULSE_MIN_US) / span
-                          : PULSE_MIN_US;
-    if (joint < 6) {
-        servos[joint].writeMicroseconds((int)pulse);
+    const joint_limit *lim;
+    long span, pulse;
+    if (joint >= N_SERVOS) {
+        return; /* checked before reading the limits: no read past the configured joints */
     }
+    lim = &ctrl.limits[joint];
+    span = (long)lim->max_mrad - lim->min_mrad;
+    pulse = span > 0 ? PULSE_MIN_US + ((long)position_mrad - lim->min_mrad) * (PULSE_MAX_US - PULSE_MIN_US) / span
+                     : PULSE_MIN_US;
+    servos[joint].writeMicroseconds((int)pulse);
 }
 
 void setup()
@@ -48,8 +53,9 @@ void setup()
     Serial.begin(115200);
     ctrl_default_limits(limits, &n_joints);
     ctrl_init(&ctrl, limits, n_joints, CTRL_DEFAULT_WATCHDOG_MS, millis());
+    ctrl_set_actuators(&ctrl, N_SERVOS);
     proto_decoder_init(&decoder);
-    for (j = 0; j < 6; ++j) {
+    for (j = 0; j < N_SERVOS; ++j) {
         servos[j].attach(SERVO_PINS[j]);
     }
     ctrl_tick(&ctrl, millis()); /* drive the safe pose at once */
@@ -61,6 +67,8 @@ void loop()
         proto_frame frame;
         if (proto_decoder_feed(&decoder, (uint8_t)Serial.read(), &frame)) {
             ctrl_handle_frame(&ctrl, &frame, millis());
+        } else {
+            ctrl_report_new_drops(&ctrl, &decoder, drops_seen); /* as the emulated hand does */
         }
     }
     ctrl_tick(&ctrl, millis());

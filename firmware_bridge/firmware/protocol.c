@@ -23,6 +23,9 @@ int16_t proto_get_i16(const uint8_t *at)
 void proto_decoder_init(proto_decoder *decoder)
 {
     size_t i;
+    if (decoder == NULL) {
+        return;
+    }
     decoder->fill = 0;
     decoder->overflow = 0;
     decoder->frames = 0;
@@ -52,28 +55,29 @@ static int finish_frame(proto_decoder *decoder, proto_frame *frame)
         return 0;
     }
     crc = crc16_ccitt_false(body, (size_t)length - PROTO_CRC_SIZE);
-    if (crc != proto_get_u16(&body[length - 2])) {
+    if (crc != proto_get_u16(&body[(size_t)length - PROTO_CRC_SIZE])) {
         decoder->drops[DROP_CRC]++;
         return 0;
     }
-    if (body[0] != PROTO_VERSION) {
+    if (body[PROTO_HDR_VERSION] != PROTO_VERSION) {
         decoder->drops[DROP_VERSION]++;
-        decoder->last_bad_version = body[0];
+        decoder->last_bad_version = body[PROTO_HDR_VERSION];
         return 0;
     }
-    if ((size_t)body[8] != (size_t)length - PROTO_HEADER_SIZE - PROTO_CRC_SIZE) {
+    if ((size_t)body[PROTO_HDR_PAYLOAD_LEN] != (size_t)length - PROTO_HEADER_SIZE - PROTO_CRC_SIZE) {
         decoder->drops[DROP_LENGTH]++;
         return 0;
     }
-    if (!known_type(body[1])) {
+    if (!known_type(body[PROTO_HDR_TYPE])) {
         decoder->drops[DROP_UNKNOWN_TYPE]++;
         return 0;
     }
-    frame->version = body[0];
-    frame->type = body[1];
-    frame->seq = proto_get_u16(&body[2]);
-    frame->timestamp_us = (uint32_t)proto_get_u16(&body[4]) | ((uint32_t)proto_get_u16(&body[6]) << 16);
-    frame->payload_len = body[8];
+    frame->version = body[PROTO_HDR_VERSION];
+    frame->type = body[PROTO_HDR_TYPE];
+    frame->seq = proto_get_u16(&body[PROTO_HDR_SEQ]);
+    frame->timestamp_us = (uint32_t)proto_get_u16(&body[PROTO_HDR_TIMESTAMP]) |
+                          ((uint32_t)proto_get_u16(&body[PROTO_HDR_TIMESTAMP + 2u]) << 16);
+    frame->payload_len = body[PROTO_HDR_PAYLOAD_LEN];
     {
         size_t i;
         for (i = 0; i < frame->payload_len; ++i) {
@@ -87,6 +91,9 @@ static int finish_frame(proto_decoder *decoder, proto_frame *frame)
 int proto_decoder_feed(proto_decoder *decoder, uint8_t byte, proto_frame *frame)
 {
     int complete = 0;
+    if (decoder == NULL || frame == NULL) {
+        return 0;
+    }
     if (byte == 0) {
         if (decoder->overflow) {
             decoder->drops[DROP_TOO_LONG]++;
@@ -112,13 +119,17 @@ int proto_decoder_feed(proto_decoder *decoder, uint8_t byte, proto_frame *frame)
 size_t proto_encode(const proto_frame *frame, uint8_t *out, size_t capacity)
 {
     uint8_t body[PROTO_MAX_BODY];
-    size_t length = PROTO_HEADER_SIZE + frame->payload_len, i, encoded;
-    body[0] = frame->version;
-    body[1] = frame->type;
-    proto_put_u16(&body[2], frame->seq);
-    proto_put_u16(&body[4], (uint16_t)(frame->timestamp_us & 0xFFFFu));
-    proto_put_u16(&body[6], (uint16_t)(frame->timestamp_us >> 16));
-    body[8] = frame->payload_len;
+    size_t length, i, encoded;
+    if (frame == NULL || out == NULL) {
+        return 0;
+    }
+    length = PROTO_HEADER_SIZE + frame->payload_len;
+    body[PROTO_HDR_VERSION] = frame->version;
+    body[PROTO_HDR_TYPE] = frame->type;
+    proto_put_u16(&body[PROTO_HDR_SEQ], frame->seq);
+    proto_put_u16(&body[PROTO_HDR_TIMESTAMP], (uint16_t)(frame->timestamp_us & 0xFFFFu));
+    proto_put_u16(&body[PROTO_HDR_TIMESTAMP + 2u], (uint16_t)(frame->timestamp_us >> 16));
+    body[PROTO_HDR_PAYLOAD_LEN] = frame->payload_len;
     for (i = 0; i < frame->payload_len; ++i) {
         body[PROTO_HEADER_SIZE + i] = frame->payload[i];
     }

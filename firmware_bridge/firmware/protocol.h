@@ -13,6 +13,44 @@
 #define PROTO_MAX_ENCODED (PROTO_MAX_BODY + PROTO_MAX_BODY / 254u + 1u)
 #define PROTO_CLEAR_ESTOP_MAGIC 0xC1EAu
 
+/* Header layout (byte offsets into the body), docs/PROTOCOL.md "Framing". */
+#define PROTO_HDR_VERSION 0u
+#define PROTO_HDR_TYPE 1u
+#define PROTO_HDR_SEQ 2u
+#define PROTO_HDR_TIMESTAMP 4u /* u32 as two little-endian u16 halves */
+#define PROTO_HDR_PAYLOAD_LEN 8u
+
+/* Payload layouts (byte offsets), docs/PROTOCOL.md "Messages". Joint values are i16/u16: 2 bytes each. */
+#define PROTO_JOINT_VALUE_SIZE 2u
+#define PROTO_CMD_FLAGS 0u
+#define PROTO_CMD_FLAG_ACTIVE 0x01u /* the runtime's gate is open: follow the targets */
+#define PROTO_CMD_FLAG_SAFE 0x02u   /* go-safe: ease to the configured safe pose now (wins over ACTIVE) */
+#define PROTO_CMD_CONFIDENCE 1u
+#define PROTO_CMD_COUNT 2u
+#define PROTO_CMD_TARGETS 3u /* n x i16 */
+#define PROTO_CFG_WATCHDOG 0u
+#define PROTO_CFG_COUNT 2u
+#define PROTO_CFG_LIMITS 3u /* n x PROTO_CFG_LIMIT_SIZE */
+#define PROTO_CFG_LIMIT_SIZE 8u
+#define PROTO_CFG_LIMIT_MIN 0u
+#define PROTO_CFG_LIMIT_MAX 2u
+#define PROTO_CFG_LIMIT_SLEW 4u
+#define PROTO_CFG_LIMIT_SAFE 6u
+#define PROTO_CLEAR_ESTOP_SIZE 2u
+#define PROTO_TEL_ACKED_SEQ 0u
+#define PROTO_TEL_ACKED_TYPE 2u
+#define PROTO_TEL_STATE 3u
+#define PROTO_TEL_FAULTS 4u
+#define PROTO_TEL_COUNT 6u
+#define PROTO_TEL_POSITIONS 7u /* n x i16 */
+#define PROTO_FAULT_CODE 0u
+#define PROTO_FAULT_DETAIL 1u
+#define PROTO_FAULT_SIZE 3u
+
+/* The watchdog range a device accepts, from CONFIGURE and from every other way in (docs/PROTOCOL.md). */
+#define PROTO_WATCHDOG_MIN_MS 20u
+#define PROTO_WATCHDOG_MAX_MS 2000u
+
 enum proto_type {
     MSG_JOINT_COMMAND = 0x01,
     MSG_HEARTBEAT = 0x02,
@@ -52,6 +90,7 @@ typedef struct {
     uint8_t last_bad_version;
 } proto_decoder;
 
+/* Every function below accepts NULL pointers and does nothing with them (returns 0). */
 void proto_decoder_init(proto_decoder *decoder);
 
 /* Feeds one byte; returns 1 and fills *frame when a whole valid frame ends with this byte, else 0.

@@ -1,4 +1,5 @@
-"""`mode2 export-onnx`: metadata, parity, dynamic batch, int8, failure on broken parity, direct baseline."""
+"""`mode2 export-onnx`: metadata, parity, dynamic batch, int8 that describes itself, failure on broken
+parity, one trace per export, direct baseline, and the exported file loading through `load_model`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import pytest
 import torch
 
 import export.export_command as export_command
+import export.onnx_export as onnx_export
 from export.onnx_export import ExportWrapper
 from runtime.cli import main
-from runtime.model_metadata import ModelMetadataError, read_model_metadata, validate_metadata
+from runtime.model_contract import INPUT_NAMES, OUTPUT_NAMES, ModelMetadataError
+from runtime.model_metadata import load_model, read_model_metadata, validate_metadata
 from training.model_io import load_model_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +128,36 @@ def test_int8_variant_loads_and_reports_its_delta(exported: Path) -> None:
     assert "int8" in (exported.parent / "model.md").read_text()
 
 
+def test_int8_file_describes_itself_not_the_fp32_model(exported: Path, checkpoints: Path, small_world: Path) -> None:
+    fp32, int8 = load_model(exported), load_model(exported.with_name("model.int8.onnx"))
+    assert fp32.meta.quantization == "none" and int8.meta.quantization == "int8-dynamic"
+    assert int8.meta.raw["quantized_from"] == {"file": "model.onnx", "sha256": fp32.sha256}
+    assert int8.meta.parity != fp32.meta.parity
+    # its figures are its own: measured again on the same windows, the int8 file gives exactly them
+    model, meta = load_model_checkpoint(checkpoints / "transfer_mode2_best.pth")
+    windows = export_command.parity_windows([str(small_world / "s01_r03.h5")])
+    inputs = export_command.parity_inputs(windows, fp32.meta.initial_state_mean)
+    wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
+    for loaded in (fp32, int8):
+        again = inputs.check(loaded.path, wrapper).to_dict()
+        recorded = loaded.meta.raw["parity"]
+        assert recorded.keys() == again.keys()
+        for key, value in again.items():
+            assert recorded[key] == pytest.approx(value, rel=1e-6, abs=1e-9), (loaded.path.name, key)
+    assert int8.meta.parity.theta_max_abs_rad > 1e-4  # quantized: the fp32 tolerance could not describe it
+    card = (exported.parent / "model.md").read_text()
+    assert f"MPJPE Δ {int8.meta.parity.mpjpe_delta_mm:+.3f} mm (its own" in card and "int8-dynamic" in card
+
+
+def test_exported_file_loads_through_the_runtime_loader(exported: Path) -> None:
+    loaded = load_model(exported)
+    assert [i.name for i in loaded.session.get_inputs()] == list(INPUT_NAMES)
+    assert [o.name for o in loaded.session.get_outputs()] == list(OUTPUT_NAMES)
+    assert loaded.meta.parity is not None and loaded.meta.parity.theta_max_abs_rad <= 1e-4
+    assert loaded.meta.initial_state_policy in ("neutral", "train_mean", "feedback")
+    assert len(loaded.meta.initial_state_mean or ()) == 20 and loaded.meta.confidence_calibrated
+
+
 def test_broken_parity_fails_the_export(
     checkpoints: Path, small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,9 +182,17 @@ def test_broken_parity_fails_the_export(
     assert code == 2 and not out.exists()
 
 
-def test_direct_baseline_exports_through_the_same_contract(
-    checkpoints: Path, small_world: Path, tmp_path: Path
+def test_direct_baseline_exports_through_the_same_contract_tracing_once(
+    checkpoints: Path, small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    traces = []
+    real_export = onnx_export.torch.onnx.export
+
+    def counting_export(*args: object, **kwargs: object) -> object:
+        traces.append(args[2])
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export.torch.onnx, "export", counting_export)
     out = tmp_path / "direct.onnx"
     assert (
         main(
@@ -167,24 +208,24 @@ def test_direct_baseline_exports_through_the_same_contract(
         )
         == 0
     )
+    assert len(traces) == 1, "the model is traced once; only metadata_props are rewritten after the parity check"
+    assert Path(str(traces[0])).parent == tmp_path and traces[0] != str(out), "traced into a temporary file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct.md", "direct.onnx"], "no temporary file left"
     meta = read_model_metadata(out)
-    assert meta["model_kind"] == "direct"
+    assert meta["model_kind"] == "direct" and meta["parity"]["theta_max_abs_rad"] <= 1e-4
     validate_metadata(meta)
     names = [o.name for o in ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_outputs()]
     assert names == ["theta", "joints", "angles", "confidence", "feedback_angles"]
 
 
-def test_runtime_refuses_metadata_it_cannot_honour() -> None:
-    meta = {
-        "metadata_version": 1,
-        "input": {"channels": 16, "sampling_rate_hz": 2000.0, "units": "mV"},
-        "initial_state_policy": "oracle",
-        "joint_names": ["x"] * 21,
-    }
+def test_runtime_refuses_metadata_it_cannot_honour(exported: Path) -> None:
+    meta = read_model_metadata(exported)
+    meta["input"].update(channels=16, sampling_rate_hz=2000.0, units="mV")
+    meta["initial_state_policy"] = "oracle"
     with pytest.raises(ModelMetadataError) as info:
         validate_metadata(meta)
     message = str(info.value)
-    assert "16 EMG channels" in message and "2000.0 Hz" in message and "'mV'" in message and "oracle" in message
+    assert "input.channels: is 16" in message and "2000.0" in message and "'mV'" in message and "oracle" in message
 
 
 def test_the_file_runs_without_torch(exported: Path) -> None:
@@ -193,12 +234,10 @@ def test_the_file_runs_without_torch(exported: Path) -> None:
         import sys
         sys.modules["torch"] = None  # any import of torch now fails
         import numpy as np, onnxruntime as ort
-        from runtime.model_metadata import read_model_metadata, validate_metadata
-        session = ort.InferenceSession({str(exported)!r}, providers=["CPUExecutionProvider"])
-        meta = read_model_metadata(session)
-        validate_metadata(meta)
-        out = session.run(None, {{"emg": np.zeros((1, 8, 1000), np.float32),
-                                  "initial_pose": np.asarray([meta["initial_state_mean"]], np.float32)}})
+        from runtime.model_metadata import load_model
+        model = load_model({str(exported)!r})
+        out = model.session.run(None, {{"emg": np.zeros((1, 8, 1000), np.float32),
+                                        "initial_pose": np.asarray([model.meta.initial_state_mean], np.float32)}})
         print("OK", out[1].shape, "torch" in sys.modules and sys.modules["torch"] is not None)
         """
     )
@@ -220,13 +259,11 @@ def test_device_extra_alone_runs_the_exported_model(exported: Path, tmp_path: Pa
     script = textwrap.dedent(
         f"""
         import importlib.util, numpy as np, onnxruntime as ort
-        from runtime.model_metadata import read_model_metadata, validate_metadata
+        from runtime.model_metadata import load_model
         assert importlib.util.find_spec("torch") is None, "the device extra must not bring torch"
-        session = ort.InferenceSession({str(exported)!r}, providers=["CPUExecutionProvider"])
-        meta = read_model_metadata(session)
-        validate_metadata(meta)
-        out = session.run(None, {{"emg": np.zeros((1, 8, 1000), np.float32),
-                                  "initial_pose": np.asarray([meta["initial_state_mean"]], np.float32)}})
+        model = load_model({str(exported)!r})
+        out = model.session.run(None, {{"emg": np.zeros((1, 8, 1000), np.float32),
+                                        "initial_pose": np.asarray([model.meta.initial_state_mean], np.float32)}})
         print("OK", out[1].shape)
         """
     )

@@ -12,11 +12,14 @@ from runtime.model_contract import N_ANGLES
 from runtime.ring_buffer import EmgRing
 
 ANGLES = [f"A{i}" for i in range(N_ANGLES)]
-REAL_ANGLES = (
-    "THUMB_CMC_FE THUMB_CMC_AA THUMB_MCP_FE THUMB_IP_FE INDEX_MCP_AA INDEX_MCP_FE INDEX_PIP_FE INDEX_DIP_FE "
-    "MIDDLE_MCP_AA MIDDLE_MCP_FE MIDDLE_PIP_FE MIDDLE_DIP_FE RING_MCP_AA RING_MCP_FE RING_PIP_FE RING_DIP_FE "
-    "PINKY_MCP_AA PINKY_MCP_FE PINKY_PIP_FE PINKY_DIP_FE"
-).split()
+REAL_ANGLES = [
+    f"{finger}_{joint}"
+    for finger, joints in (
+        ("THUMB", ("CMC_FE", "CMC_AA", "MCP_FE", "IP_FE")),
+        *((f, ("MCP_AA", "MCP_FE", "PIP_FE", "DIP_FE")) for f in ("INDEX", "MIDDLE", "RING", "PINKY")),
+    )
+    for joint in joints
+]
 
 
 def feed(gate: ConfidenceGate, t: float, conf: float, ok: bool = True, armed: bool = True, estop: bool = False):
@@ -124,7 +127,7 @@ def test_ring_returns_the_window_ending_at_any_recent_sample() -> None:
         block = np.arange(start, start + 3, dtype=float)
         ring.append(np.stack([block, -block], axis=1), block / 500)
     assert ring.total == 27
-    window, stamps = ring.latest(4)
+    window, _stamps = ring.latest(4)
     assert window[:, 0].tolist() == [23, 24, 25, 26]
     window, _ = ring.latest(4, upto=25)
     assert window[:, 1].tolist() == [-21, -22, -23, -24]
