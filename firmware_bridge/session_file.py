@@ -16,6 +16,7 @@ loses at most the last second and the file still opens.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,16 @@ import numpy as np
 from firmware_bridge.errors import UserError
 
 SCHEMA_VERSION = 1
+MIN_EMG_SAMPLES = 2  # fewer cannot even give a rate; a killed recorder's first second may hold none
 N_THETA = 45
 N_JOINTS = 21
 
 # A real hand spans well under half a metre between any two joints; joints stored in millimetres
 # would span tens or hundreds of "metres".
 _MAX_PLAUSIBLE_HAND_SPAN_M = 0.5
+# Rates beyond any EMG amplifier or camera: a corrupted attribute (filters cannot even be designed there).
+_MAX_EMG_RATE_HZ = 100_000.0
+_MAX_CAMERA_FPS = 10_000.0
 
 _REQUIRED = (
     "emg/raw",
@@ -134,13 +139,42 @@ def _expect_shape(path: Path, name: str, values: np.ndarray, tail: tuple[int, ..
         raise SessionFormatError(path, name, f"has {values.shape[0]} rows but its timestamps have {length}")
 
 
+def _check_attrs(session: Session) -> None:
+    """Root attributes the readers compute with must be numbers of the right kind."""
+    path = session.path
+    channels = session.attrs.get("emg_channels")
+    if channels is not None:
+        whole = isinstance(channels, int) or (isinstance(channels, float) and channels.is_integer())
+        if isinstance(channels, bool) or not whole:
+            raise SessionFormatError(path, "attrs/emg_channels", f"must be a whole number, got {channels!r}")
+        if channels < 1:
+            raise SessionFormatError(path, "attrs/emg_channels", f"must be ≥ 1, got {channels!r}")
+    for name, highest in (("emg_sampling_rate", _MAX_EMG_RATE_HZ), ("camera_fps", _MAX_CAMERA_FPS)):
+        value = session.attrs.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SessionFormatError(path, f"attrs/{name}", f"must be a number (Hz), got {value!r}")
+        if not math.isfinite(value) or not 0 < value <= highest:
+            raise SessionFormatError(
+                path, f"attrs/{name}", f"must be a positive rate of at most {highest:g} Hz, got {value!r}"
+            )
+
+
 def validate_session(session: Session) -> None:
     """Raise SessionFormatError on the first contract violation."""
     path = session.path
-    n_emg = len(session.emg_timestamps)
-    channels = session.emg_raw.shape[1] if session.emg_raw.ndim == 2 else -1
+    _check_attrs(session)
     _check_monotonic(path, "emg/timestamps", session.emg_timestamps)
+    n_emg = len(session.emg_timestamps)
+    if n_emg < MIN_EMG_SAMPLES:
+        raise SessionFormatError(
+            path, "emg/timestamps", f"holds {n_emg} EMG samples: an empty or aborted recording, nothing to use"
+        )
+    channels = session.emg_raw.shape[1] if session.emg_raw.ndim == 2 else -1
     _expect_shape(path, "emg/raw", session.emg_raw, (channels,), n_emg)
+    if channels < 1:
+        raise SessionFormatError(path, "emg/raw", f"has no channels (shape {session.emg_raw.shape})")
     declared = session.attrs.get("emg_channels")
     if declared is not None and int(declared) != channels:
         raise SessionFormatError(path, "emg/raw", f"has {channels} channels but attr emg_channels = {declared}")
@@ -182,6 +216,37 @@ def validate_session(session: Session) -> None:
         raise SessionFormatError(path, "pose/ik_error", "negative IK error")
 
 
+def _read_gestures(path: Path, f: h5py.File) -> list[tuple[str, float, float]]:
+    """`gestures/labels|start_times|end_times`; a scalar label (one gesture) is one gesture, not its letters."""
+    if "gestures/labels" not in f:
+        return []
+
+    def column(name: str, kind: str) -> np.ndarray | None:
+        if name not in f:
+            return None
+        if not isinstance(f[name], h5py.Dataset):
+            raise SessionFormatError(path, name, "is a group, expected a dataset")
+        values = np.atleast_1d(np.asarray(f[name][()], dtype=object))
+        if values.ndim != 1:
+            raise SessionFormatError(path, name, f"expected one value per gesture (shape (G,)), got {values.shape}")
+        if kind == "time":
+            try:
+                return values.astype(np.float64)
+            except (TypeError, ValueError) as error:
+                raise SessionFormatError(path, name, "expected times in seconds") from error
+        return values
+
+    labels = column("gestures/labels", "label")
+    assert labels is not None
+    starts = column("gestures/start_times", "time")
+    ends = column("gestures/end_times", "time")
+    starts = np.zeros(len(labels)) if starts is None else starts
+    ends = np.zeros(len(labels)) if ends is None else ends
+    if not (len(labels) == len(starts) == len(ends)):
+        raise SessionFormatError(path, "gestures", "labels, start_times and end_times differ in length")
+    return [(str(_decode(lab)), float(s), float(e)) for lab, s, e in zip(labels, starts, ends, strict=True)]
+
+
 def read_session(path: str | Path, *, validate: bool = True) -> Session:
     """Load a session file (ours or the seed project's) and validate it against the contract."""
     path = Path(path)
@@ -192,6 +257,13 @@ def read_session(path: str | Path, *, validate: bool = True) -> Session:
     except OSError as error:
         raise SessionFormatError(path, "(file)", f"not a readable HDF5 file ({error})") from error
     with handle as f:
+        if "emg2pose/timeseries" in f and "emg/raw" not in f:
+            raise SessionFormatError(
+                path,
+                "emg/raw",
+                "missing: this is an emg2pose-layout 16-ch 2 kHz file (a `*_2k.h5` stream for "
+                "`mode2 pretrain-backbone`), not an 8-ch session",
+            )
         for name in _REQUIRED:
             if name not in f:
                 raise SessionFormatError(path, name, "missing dataset")
@@ -200,16 +272,19 @@ def read_session(path: str | Path, *, validate: bool = True) -> Session:
         attrs = {key: _decode(value) for key, value in f.attrs.items()}
 
         def load(name: str, dtype: Any) -> np.ndarray | None:
-            return np.asarray(f[name][()], dtype=dtype) if name in f else None
+            if name not in f:
+                return None
+            if not isinstance(f[name], h5py.Dataset):
+                raise SessionFormatError(path, name, "is a group, expected a dataset")
+            raw = f[name][()]
+            if np.asarray(raw).dtype.kind not in "biuf":
+                raise SessionFormatError(path, name, f"holds {np.asarray(raw).dtype} values, expected numbers")
+            values = np.asarray(raw, dtype=dtype)
+            if values.ndim == 0:
+                raise SessionFormatError(path, name, "is a single value (scalar), expected one row per sample")
+            return values
 
-        gestures: list[tuple[str, float, float]] = []
-        if "gestures/labels" in f:
-            labels = [_decode(x) for x in f["gestures/labels"][()]]
-            starts = f["gestures/start_times"][()] if "gestures/start_times" in f else np.zeros(len(labels))
-            ends = f["gestures/end_times"][()] if "gestures/end_times" in f else np.zeros(len(labels))
-            if not (len(labels) == len(starts) == len(ends)):
-                raise SessionFormatError(path, "gestures", "labels, start_times and end_times differ in length")
-            gestures = [(str(lab), float(s), float(e)) for lab, s, e in zip(labels, starts, ends, strict=True)]
+        gestures = _read_gestures(path, f)
         extras: dict[str, np.ndarray] = {}
 
         def collect(name: str, obj: Any) -> None:

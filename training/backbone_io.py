@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from firmware_bridge.atomic_write import atomic_path
 from training.backbone import LEFT_CONTEXT, BackboneConfig, VEMG2Pose, count_parameters, default_backbone_path
 from training.checkpoint_io import CheckpointError, read_checkpoint_safely, sha256_of
 
@@ -72,8 +73,11 @@ def load_backbone(path: str | Path | None = None) -> tuple[VEMG2Pose, BackboneIn
         raise CheckpointError(f"{path}: backbone checkpoint not found — {hint}")
     content = read_checkpoint_safely(path)
     if content.get("kind") == "standin_backbone":
-        config = BackboneConfig(**content["config"])
-        state, kind, provenance = content["state_dict"], "standin_backbone", dict(content.get("provenance", {}))
+        try:
+            config = BackboneConfig(**content["config"])
+            state, kind, provenance = content["state_dict"], "standin_backbone", dict(content.get("provenance", {}))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: incomplete stand-in backbone file ({error!r})") from error
     elif "state_dict" in content and "pytorch-lightning_version" in content:
         config = BackboneConfig.official()
         state, kind = _official_state_dict(path, content), "emg2pose_official"
@@ -96,18 +100,16 @@ def load_backbone(path: str | Path | None = None) -> tuple[VEMG2Pose, BackboneIn
 def save_standin(path: str | Path, model: VEMG2Pose, provenance: dict[str, Any], half: bool = True) -> Path:
     """Stand-in backbone file: plain tensors and dicts (loads with weights_only=True)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half else v).clone() for k, v in model.state_dict().items()}
-    torch.save(
-        {
-            "kind": "standin_backbone",
-            "format_version": 1,
-            "config": model.cfg.to_dict(),
-            "state_dict": state,
-            "provenance": provenance,
-        },
-        path,
-    )
+    content = {
+        "kind": "standin_backbone",
+        "format_version": 1,
+        "config": model.cfg.to_dict(),
+        "state_dict": state,
+        "provenance": provenance,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
     return path
 
 

@@ -101,6 +101,11 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
 def read_checkpoint_safely(path: str | Path) -> dict:
     """Load a checkpoint without executing arbitrary code: weights-only first, the restricted unpickler
     for Lightning files; clear errors for missing, truncated or foreign files."""
@@ -116,17 +121,19 @@ def read_checkpoint_safely(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: damaged checkpoint archive ({error})") from error
     if bad is not None:
         raise CheckpointError(f"{path}: damaged checkpoint archive (member {bad} fails its CRC)")
+    # Unpickling a file is parsing untrusted input: whatever it raises is about the file, so every failure
+    # becomes one CheckpointError naming it (the first line of torch's message is the useful one).
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         try:
             content = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
         except pickle.UnpicklingError as error:
-            raise CheckpointError(f"{path}: {error}") from error
-        except (RuntimeError, EOFError) as error:
-            raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
-    except (RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
+            raise CheckpointError(f"{path}: {_first_line(error)}") from error
+        except Exception as error:
+            raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(error)})") from error
+    except Exception as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(error)})") from error
     if not isinstance(content, dict):
         raise CheckpointError(f"{path}: expected a dict at the top of the checkpoint, got {type(content).__name__}")
     return content

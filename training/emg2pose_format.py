@@ -14,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from firmware_bridge.atomic_write import atomic_path
 from firmware_bridge.errors import UserError
 
 
@@ -61,8 +62,7 @@ def write_emg2pose_file(
     table["time"] = time
     table["joint_angles"] = joint_angles
     table["emg"] = emg
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group("emg2pose")
         group.create_dataset("timeseries", data=table, chunks=(min(n, 4096),) if n else None)
         for key, value in dict(
@@ -91,14 +91,29 @@ def read_emg2pose_file(path: str | Path) -> Emg2PoseRecording:
             raise Emg2PoseFormatError(f"{path}: emg2pose/timeseries: missing (not an emg2pose-layout file)")
         table = f["emg2pose/timeseries"][()]
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["emg2pose"].attrs.items()}
+    where = f"{path}: emg2pose/timeseries"
     names = table.dtype.names or ()
     for field in ("time", "joint_angles", "emg"):
         if field not in names:
-            raise Emg2PoseFormatError(f"{path}: emg2pose/timeseries: missing field '{field}'")
-    emg = np.asarray(table["emg"], dtype=np.float32)
-    angles = np.asarray(table["joint_angles"], dtype=np.float32)
+            raise Emg2PoseFormatError(f"{where}: missing field '{field}'")
+    if table.ndim != 1:
+        raise Emg2PoseFormatError(f"{where}: expected one row per sample (shape (T,)), got {table.shape}")
+    try:
+        emg = np.asarray(table["emg"], dtype=np.float32)
+        angles = np.asarray(table["joint_angles"], dtype=np.float32)
+        time = np.asarray(table["time"], np.float64)
+    except (TypeError, ValueError) as error:
+        raise Emg2PoseFormatError(f"{where}: fields time/emg/joint_angles must be numbers ({error})") from error
     if emg.ndim != 2 or emg.shape[1] != 16 or angles.shape[1:] != (20,):
-        raise Emg2PoseFormatError(f"{path}: emg2pose/timeseries: expected emg (T,16), joint_angles (T,20)")
-    return Emg2PoseRecording(
-        path=path, time=np.asarray(table["time"], np.float64), emg=emg, joint_angles=angles, attrs=attrs
-    )
+        raise Emg2PoseFormatError(f"{where}: expected emg (T,16), joint_angles (T,20)")
+    if len(time) < 2:
+        raise Emg2PoseFormatError(f"{where}: holds {len(time)} samples: an empty recording")
+    if np.any(np.diff(time) <= 0):
+        raise Emg2PoseFormatError(f"{where}: time is not strictly increasing")
+    for name, values in (("time", time), ("emg", emg), ("joint_angles", angles)):
+        if not np.all(np.isfinite(values)):
+            raise Emg2PoseFormatError(f"{where}: {name} contains NaN or inf")
+    rate = attrs.get("sample_rate", 2000.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float | np.number) or not 0 < float(rate) < 1e6:
+        raise Emg2PoseFormatError(f"{path}: emg2pose attr sample_rate must be a positive number, got {rate!r}")
+    return Emg2PoseRecording(path=path, time=time, emg=emg, joint_angles=angles, attrs=attrs)

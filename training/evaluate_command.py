@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from firmware_bridge.session_file import SessionFormatError
+from firmware_bridge.atomic_write import atomic_path, check_writable_dir, write_text_atomic
+from firmware_bridge.errors import UserError
 from training import confidence_calibration as calib
 from training.checkpoint_io import CheckpointError
 from training.evaluation import POLICIES, predict
 from training.hand_model import FINGERS, MANO_JOINT_NAMES, forward_kinematics_np
 from training.metrics import ERROR_THRESHOLD_MM, auroc, by_confidence_decile, mpjpe_mm, summary
 from training.model_io import hand_from_dict, load_model_checkpoint, save_model_checkpoint
-from training.windows import build_windows, load_sessions
+from training.windows import build_windows, emg_fingerprint, load_sessions, require_labelled
 
 CAMERA = "camera labels (MediaPipe→IK, frames passing ik_error < 15 mm and confidence > 0.5)"
 TRUTH = "true motion of the synthetic hand (no camera error)"
@@ -48,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_results(
-    model: torch.nn.Module, meta: dict, windows: Any, targets: dict[str, np.ndarray], masks: dict[str, np.ndarray]
+    model: torch.nn.Module,
+    meta: dict,
+    windows: Any,
+    targets: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray],
+    checkpoint: Path,
 ) -> dict[str, Any]:
     mean = torch.tensor([meta.get("initial_state_mean", [0.0] * 20)], dtype=torch.float32)
     policy = meta.get("initial_state_policy") or "train_mean"
@@ -64,6 +71,7 @@ def _model_results(
         "policies_mpjpe_mm_vs_camera": policies,
         "prediction": prediction,
     }
+    _check_finite_predictions(result, checkpoint)
     for truth, target in targets.items():
         result[truth] = summary(prediction["joints"][masks[truth]], target[masks[truth]])
     ok = masks["camera"]
@@ -93,22 +101,57 @@ def _confidence_report(prediction: dict, errors: np.ndarray, sessions: np.ndarra
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        model, meta = load_model_checkpoint(args.checkpoint)
-        sessions = load_sessions(args.data)
-    except (CheckpointError, SessionFormatError, FileNotFoundError) as error:
-        print(f"✗ {error}")
-        return 1
-    trained_on = set(meta.get("training", {}).get("train_sessions", []))
-    overlap = sorted(s.key for s in sessions if s.key in trained_on)
-    if overlap and not args.allow_train_sessions:
+def _training_overlap(sessions: list, meta: dict, checkpoint: Path) -> list[str]:
+    """Sessions the model trained on: the same EMG content (any name), or, for checkpoints written before
+    content fingerprints existed, the same `subject/session` key (with a note that renamed copies pass)."""
+    training = meta.get("training", {})
+    fingerprints = training.get("train_emg_sha256")
+    trained_keys = set(training.get("train_sessions", []))
+    if not fingerprints:
         print(
-            f"✗ {overlap} were used to train {args.checkpoint}; evaluate on held-out sessions "
+            f"note: {checkpoint} predates content fingerprints: training sessions are recognised by their "
+            "subject/session key only (a renamed copy would pass); retrain to get the stronger check",
+            file=sys.stderr,
+        )
+        return sorted(f"{s.path} ({s.key})" for s in sessions if s.key in trained_keys)
+    by_content = {digest: key for key, digest in fingerprints.items()}
+    overlap = []
+    for s in sessions:
+        digest = emg_fingerprint(s)
+        if digest in by_content:
+            same = "" if by_content[digest] == s.key else f", the EMG of training session {by_content[digest]}"
+            overlap.append(f"{s.path} ({s.key}{same})")
+        elif s.key in trained_keys:
+            print(
+                f"note: {s.path} has the key {s.key} of a training session but different EMG; evaluated",
+                file=sys.stderr,
+            )
+    return sorted(overlap)
+
+
+def _check_finite_predictions(result: dict, checkpoint: Path) -> None:
+    prediction = result["prediction"]
+    for key in ("theta", "joints", "confidence"):
+        if not np.all(np.isfinite(prediction[key])):
+            raise CheckpointError(
+                f"{checkpoint}: the model predicts NaN or inf {key} on these sessions (diverged weights or "
+                "extreme EMG values)"
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable_dir(args.out, what="--out")
+    model, meta = load_model_checkpoint(args.checkpoint)
+    direct = load_model_checkpoint(args.direct) if args.direct else None
+    sessions = load_sessions(args.data)
+    overlap = _training_overlap(sessions, meta, args.checkpoint)
+    if overlap and not args.allow_train_sessions:
+        raise UserError(
+            f"{'; '.join(overlap)} were used to train {args.checkpoint}; evaluate on held-out sessions "
             "(or pass --allow-train-sessions and do not report the numbers as accuracy)"
         )
-        return 1
     windows = build_windows(sessions)
+    require_labelled(windows, sessions, "evaluation")
     synthetic = windows.truth_joints is not None
     hand = hand_from_dict(meta["hand_model"])
     targets = {"camera": windows.joints[:, -1].numpy()}
@@ -121,11 +164,11 @@ def run(args: argparse.Namespace) -> int:
         "windows": len(windows),
         "ground_truth": {"camera": CAMERA, **({"truth": TRUTH} if synthetic else {})},
     }
-    mode2 = _model_results(model, meta, windows, targets, masks)
+    mode2 = _model_results(model, meta, windows, targets, masks, args.checkpoint)
     results["mode2" if meta["kind"] == "mode2" else "direct"] = mode2
-    if args.direct:
-        direct_model, direct_meta = load_model_checkpoint(args.direct)
-        results["direct"] = _model_results(direct_model, direct_meta, windows, targets, masks)
+    if direct is not None:
+        direct_model, direct_meta = direct
+        results["direct"] = _model_results(direct_model, direct_meta, windows, targets, masks, args.direct)
     # mean-pose baseline: the training windows' mean θ is not stored; use the label mean of the model's
     # training sessions when available in the checkpoint, else this data's own mean (optimistic)
     train_theta_mean = np.asarray(meta.get("theta_mean") or windows.theta[:, -1][windows.mask[:, -1]].mean(0))
@@ -143,14 +186,14 @@ def run(args: argparse.Namespace) -> int:
     if args.write_calibration:
         meta["confidence_calibration"] = results["confidence"]["calibration"]
         save_model_checkpoint(args.checkpoint, model, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
     _plots(args.out, results, windows, targets, masks)
-    (args.out / "report.md").write_text(_report(results, meta, args))
+    report = _report(results, meta, args)
+    write_text_atomic(args.out / "report.md", report)
     for key in ("mode2", "direct"):
         if key in results:
             results[key] = {k: v for k, v in results[key].items() if k != "prediction"}
-    (args.out / "metrics.json").write_text(json.dumps(results, indent=1, default=float))
-    print((args.out / "report.md").read_text())
+    write_text_atomic(args.out / "metrics.json", json.dumps(results, indent=1, default=float))
+    print(report)
     return 0
 
 
@@ -237,6 +280,17 @@ def _report(results: dict, meta: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
+
+
 def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -> None:
     import matplotlib
 
@@ -255,9 +309,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     ax.set_xticks(np.arange(len(names)) + 0.4, names, rotation=60, fontsize=7)
     ax.set_ylabel("mm (vs camera labels)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "mpjpe_per_joint.png", dpi=90)
-    plt.close(fig)
+    _save(fig, out / "mpjpe_per_joint.png")
 
     deciles = results["confidence"]["deciles"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -265,9 +317,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     ax.axhline(ERROR_THRESHOLD_MM, color="r", ls="--", lw=0.8)
     ax.set_xlabel("raw confidence (decile mean)")
     ax.set_ylabel("MPJPE (mm)")
-    fig.tight_layout()
-    fig.savefig(out / "error_vs_confidence.png", dpi=90)
-    plt.close(fig)
+    _save(fig, out / "error_vs_confidence.png")
 
     prediction = results["mode2"]["prediction"]
     first = windows.session.numpy() == windows.session.numpy()[0]
@@ -282,6 +332,4 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
         ax.set_ylabel(f"{finger} tip y (mm)")
     axes[0].legend(fontsize=7)
     axes[-1].set_xlabel("time in session (s)")
-    fig.tight_layout()
-    fig.savefig(out / "trajectories.png", dpi=90)
-    plt.close(fig)
+    _save(fig, out / "trajectories.png")

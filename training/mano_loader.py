@@ -140,18 +140,24 @@ def load_mano_arrays(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"MANO model file not found: {path} — {WHERE_TO_GET_MANO}")
+    if not path.is_file():
+        raise ManoFormatError(f"{path}: not a file — {WHERE_TO_GET_MANO}")
     with path.open("rb") as handle:
         try:
             raw = _ManoUnpickler(handle, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError, ValueError) as error:
-            raise ManoFormatError(f"{path}: not a readable MANO pickle ({error})") from error
+        except Exception as error:  # parsing an untrusted file: whatever it raises is about the file
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ManoFormatError(f"{path}: not a readable MANO pickle ({type(error).__name__}: {first})") from error
     if not isinstance(raw, dict):
         raise ManoFormatError(f"{path}: expected a dict of MANO arrays, got {type(raw).__name__}")
     arrays: dict[str, np.ndarray] = {}
     for key, shape in MANO_KEYS.items():
         if key not in raw:
             raise ManoFormatError(f"{path}: missing '{key}' (is this a MANO hand model file?)")
-        array = np.asarray(_to_array(raw[key], key, path), dtype=np.float64)
+        try:
+            array = np.asarray(_to_array(raw[key], key, path), dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ManoFormatError(f"{path}: {key}: not a numeric array ({error})") from error
         if array.shape != shape:
             raise ManoFormatError(f"{path}: {key}: expected shape {shape}, got {array.shape}")
         arrays[key] = array

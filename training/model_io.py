@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from firmware_bridge.atomic_write import atomic_path
 from training.backbone import BackboneConfig, VEMG2Pose
 from training.checkpoint_io import CheckpointError, read_checkpoint_safely
 from training.direct_model import DirectModel
@@ -58,11 +59,15 @@ def save_model_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, An
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = dict(meta)
-    content.update(kind=model.kind, format_version=FORMAT_VERSION, state_dict=model.state_dict())
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(content, tmp)
-    tmp.replace(path)  # never leave a half-written "best" checkpoint behind
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    content.update(kind=model.kind, format_version=FORMAT_VERSION, state_dict=state)
+    with atomic_path(path) as tmp:  # never leave a half-written "best" checkpoint behind
+        torch.save(content, tmp)
     return path
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    return bool(torch.isfinite(tensor).all())
 
 
 def load_model_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -76,8 +81,22 @@ def load_model_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         )
     if content.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer version (format {content['format_version']})")
+    state = content.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: no state_dict (weights) in this checkpoint")
+    bad = [
+        k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: weights contain NaN or inf ({len(bad)} tensors, e.g. {bad[0]}): the training run that "
+            "wrote it diverged; use an earlier checkpoint or retrain"
+        )
     meta = {k: v for k, v in content.items() if k != "state_dict"}
-    model = build_model(meta)
+    try:
+        model = build_model(meta)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: incomplete or inconsistent model description ({error!r})") from error
     try:
         model.load_state_dict(content["state_dict"], strict=True)
     except RuntimeError as error:

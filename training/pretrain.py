@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from firmware_bridge.errors import UserError
 from training.backbone import LEFT_CONTEXT, BackboneConfig, VEMG2Pose
 from training.emg2pose_format import read_emg2pose_file
 
@@ -42,7 +43,10 @@ def _windows(paths: list[Path], length: int, stride: int) -> tuple[torch.Tensor,
             emg_windows.append(rec.emg[start : start + length].T)
             angle_windows.append(rec.joint_angles[start : start + length].T)
     if not emg_windows:
-        raise ValueError(f"no {length}-sample windows in {[str(p) for p in paths]}")
+        raise UserError(
+            f"{', '.join(str(p) for p in paths)}: no {length}-sample window ({length / 2000:g} s at 2 kHz) without "
+            "an IK failure"
+        )
     return torch.tensor(np.stack(emg_windows)), torch.tensor(np.stack(angle_windows))
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from firmware_bridge.atomic_write import check_writable_file
+from firmware_bridge.cli_types import non_negative_int, positive_float, positive_int
+from firmware_bridge.errors import UserError
 from training.backbone import BackboneConfig, count_parameters
 from training.backbone_io import save_standin
 from training.pretrain import pretrain
@@ -22,25 +25,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="where to write the stand-in backbone (.pth)")
     parser.add_argument("--config", choices=["standin", "official"], default="standin")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    parser.add_argument("--epochs", type=positive_int, default=40)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this much training time")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable_file(args.out, what="--out")
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths = sorted({Path(p) for pattern in args.data for p in glob.glob(pattern)})
+    paths: set[Path] = set()
+    for pattern in args.data:
+        matched = {Path(p) for p in glob.glob(pattern)}
+        if not matched:
+            print(f"note: --data {pattern!r} matches no file", file=sys.stderr)
+        paths |= matched
     if not paths:
-        print(f"✗ no files match {args.data}")
-        return 1
-    val = [p for p in paths if any(f"_{s}_2k" in p.name or p.stem.endswith(s) for s in args.val_sessions)]
-    train = [p for p in paths if p not in val]
+        raise UserError(f"--data {' '.join(args.data)}: no files match")
+    for path in sorted(paths):
+        if path.is_dir():
+            raise UserError(f"--data {path}: is a folder; give its files, e.g. '{path}/*_2k.h5'")
+    ordered = sorted(paths)
+    val = [p for p in ordered if any(f"_{s}_2k" in p.name or p.stem.endswith(s) for s in args.val_sessions)]
+    train = [p for p in ordered if p not in val]
     if not train or not val:
-        print(f"✗ need both training and held-out files: {len(train)} train, {len(val)} held out ({args.val_sessions})")
-        return 1
+        raise UserError(
+            f"need both training and held-out files: {len(train)} train, {len(val)} held out "
+            f"(--val-sessions {' '.join(args.val_sessions)})"
+        )
     config = BackboneConfig.standin() if args.config == "standin" else BackboneConfig.official()
     print(
         f"pretraining a {args.config} vemg2pose ({count_parameters_of(config):,} parameters) on {len(train)} files, "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from firmware_bridge.atomic_write import atomic_path, write_text_atomic
+from firmware_bridge.errors import UserError
 from training.evaluation import DEPLOYABLE, POLICIES, predict
 from training.metrics import mpjpe_mm
 from training.model_io import save_model_checkpoint
@@ -46,6 +47,11 @@ class TrainConfig:
     initial_state: str = "auto"
     prefix: str = "transfer_mode2"
     progress: bool = True
+    device: str = "cpu"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf: the message names the epoch and the likely causes."""
 
 
 @dataclass
@@ -83,28 +89,33 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
     }
 
 
-def _batch(windows: WindowSet, index: torch.Tensor, initial: torch.Tensor) -> dict[str, torch.Tensor]:
+def _batch(
+    windows: WindowSet, index: torch.Tensor, initial: torch.Tensor, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The windows stay in (CPU) memory; each batch goes to the training device."""
     return {
-        "emg": windows.emg[index],
-        "theta": windows.theta[index],
-        "joints": windows.joints[index],
-        "mask": windows.mask[index],
-        "initial": initial,
+        "emg": windows.emg[index].to(device),
+        "theta": windows.theta[index].to(device),
+        "joints": windows.joints[index].to(device),
+        "mask": windows.mask[index].to(device),
+        "initial": initial.to(device),
     }
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor, batch_size: int) -> dict[str, float]:
+def validate(
+    model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor, batch_size: int, device: str = "cpu"
+) -> dict[str, float]:
     model.eval()
     sums = {"theta": 0.0, "joints": 0.0, "confidence": 0.0, "total": 0.0}
     errors = []
     n = 0
     for start in range(0, len(windows), batch_size):
         index = torch.arange(start, min(len(windows), start + batch_size))
-        result = losses(model, _batch(windows, index, train_mean.expand(len(index), 20)))
+        result = losses(model, _batch(windows, index, train_mean.expand(len(index), 20), device))
         for key in sums:
             sums[key] += float(result[key]) * len(index)
-        errors.append(result["now_error_mm"][result["now_ok"]])
+        errors.append(result["now_error_mm"][result["now_ok"]].cpu())
         n += len(index)
     errors_mm = torch.cat(errors).numpy()
     return {
@@ -134,6 +145,7 @@ def train(
     resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     rank, world = _rank()
+    model.to(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_mean = train_windows.initial.mean(dim=0, keepdim=True)
@@ -171,8 +183,10 @@ def train(
             # pose at sample 1,790, half from the training mean
             use_label = torch.as_tensor(rng.random(len(index)) < 0.5)[:, None]
             initial = torch.where(use_label, train_windows.initial[index], train_mean.expand(len(index), 20))
-            batch = _batch(train_windows, index, initial)
+            batch = _batch(train_windows, index, initial, config.device)
             result = losses(model, batch)
+            if not torch.isfinite(result["objective"]).all():
+                raise TrainingDiverged(_diverged_message(config, state.epoch, "training", train_windows))
             optimizer.zero_grad()
             result["objective"].backward()
             if world > 1:  # data parallel: average the (few) trainable gradients over the ranks
@@ -183,12 +197,14 @@ def train(
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             for key in sums:
-                sums[key] += float(result[key]) * len(index)
-            bar.set_postfix(loss=f"{float(result['total']):.4f}")
+                sums[key] += float(result[key].detach()) * len(index)
+            bar.set_postfix(loss=f"{float(result['total'].detach()):.4f}")
         scheduler.step()
         n = max(1, len(order))
         train_losses = {k: v / n for k, v in sums.items()}
-        val = validate(model, val_windows, train_mean, config.batch_size)
+        val = validate(model, val_windows, train_mean, config.batch_size, config.device)
+        if not all(math.isfinite(v) for v in val.values()):
+            raise TrainingDiverged(_diverged_message(config, state.epoch, "validation", val_windows))
         lr = optimizer.param_groups[0]["lr"]
         record = {
             "epoch": state.epoch,
@@ -224,9 +240,24 @@ def train(
         "best_val_loss": state.best_val_loss,
     }
     if rank == 0:
-        result.update(_finish(best_path, val_windows, train_mean, config))
-        (config.out / "metrics.json").write_text(json.dumps(_json_safe(result), indent=1))
+        if not best_path.exists():
+            raise UserError(f"{best_path}: no best checkpoint was written (no epoch finished with a finite loss)")
+        result.update(_finish(best_path, val_windows, train_mean.cpu(), config))
+        write_text_atomic(config.out / "metrics.json", json.dumps(_json_safe(result), indent=1))
     return result
+
+
+def _diverged_message(config: TrainConfig, epoch: int, phase: str, windows: WindowSet) -> str:
+    peak = float(windows.emg.abs().max()) if len(windows) else 0.0
+    causes = [f"--lr {config.lr:g} too high (try 10× lower)"]
+    if peak > 1e5:
+        causes.insert(0, f"EMG values up to {peak:.3g} µV in the {phase} sessions (wrong units or corrupted data?)")
+    kept = f"; checkpoints of earlier epochs in {config.out} are intact" if epoch > 1 else ""
+    return (
+        f"the {phase} loss became NaN or inf in epoch {epoch}; training stopped. Likely cause: "
+        + " or ".join(causes)
+        + kept
+    )
 
 
 def _metrics(val: dict[str, float], state: TrainState) -> dict[str, Any]:
@@ -279,20 +310,18 @@ def _save_resume(
     config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState
 ) -> None:
     path = config.out / f"{config.prefix}_last.pth"
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "kind": "resume",
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": state.epoch,
-            "best_val_loss": state.best_val_loss,
-            "history": state.history,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    content = {
+        "kind": "resume",
+        "arch": config.prefix,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": state.epoch,
+        "best_val_loss": state.best_val_loss,
+        "history": state.history,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
 
 
 def _write_curves(out: Path, history: list[dict[str, Any]]) -> None:
@@ -319,8 +348,11 @@ def _write_curves(out: Path, history: list[dict[str, Any]]) -> None:
     for ax in axes:
         ax.set_xlabel("epoch")
     fig.tight_layout()
-    fig.savefig(out / "training_curves.png", dpi=90)
-    plt.close(fig)
+    try:
+        with atomic_path(out / "training_curves.png") as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def _json_safe(value: Any) -> Any:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from firmware_bridge.session_file import Session, read_session
+from firmware_bridge.errors import UserError
+from firmware_bridge.session_file import Session, SessionFormatError, read_session
 from training.hand_model import mano_pose_to_emg2pose_angles
 from training.mode2_model import MINDROVE_RATE, N_OUTPUT, WINDOW, output_time_offsets
 
@@ -68,9 +71,54 @@ class WindowSet:
         )
 
 
+_GLOB_CHARS = set("*?[")
+PRETRAINING_SUFFIX = "_2k.h5"
+# Raw EMG in µV: an ADC input of 10 V is far beyond any armband; larger values are wrong units or garbage
+# (and overflow float32 arithmetic inside the model).
+MAX_PLAUSIBLE_EMG_UV = 1e7
+
+
+@dataclass
+class DataSelection:
+    paths: list[Path]
+    notes: list[str]
+
+
+def resolve_data(patterns: list[str]) -> DataSelection:
+    """`--data` entries → session files. A plain file name must exist and be a session; a glob that matches
+    nothing, `*_2k.h5` pretraining streams and non-.h5 files a glob picked up are skipped with a note."""
+    paths: set[Path] = set()
+    notes: list[str] = []
+    for pattern in patterns:
+        if not _GLOB_CHARS & set(pattern):
+            path = Path(pattern)
+            if path.is_dir():
+                raise UserError(f"--data {pattern}: is a folder; give its session files, e.g. '{path}/*.h5'")
+            if not path.exists():
+                raise UserError(f"--data {pattern}: no such file")
+            if path.name.endswith(PRETRAINING_SUFFIX):
+                raise UserError(
+                    f"--data {pattern}: a 16-ch 2 kHz pretraining stream (emg2pose layout, for "
+                    "`mode2 pretrain-backbone`), not an 8-ch session"
+                )
+            paths.add(path)
+            continue
+        matched = sorted(Path(p) for p in glob.glob(pattern))
+        if not matched:
+            notes.append(f"--data {pattern!r} matches no file")
+            continue
+        streams = [p for p in matched if p.name.endswith(PRETRAINING_SUFFIX)]
+        others = [p for p in matched if p.suffix.lower() not in (".h5", ".hdf5") or p.is_dir()]
+        if streams:
+            notes.append(f"--data {pattern!r}: skipped {len(streams)} *{PRETRAINING_SUFFIX} pretraining stream(s)")
+        if others:
+            notes.append(f"--data {pattern!r}: skipped {len(others)} non-.h5 entr(ies), e.g. {others[0].name}")
+        paths.update(p for p in matched if p not in streams and p not in others)
+    return DataSelection(sorted(paths), notes)
+
+
 def expand_globs(patterns: list[str]) -> list[Path]:
-    paths = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
-    return [p for p in paths if not p.name.endswith("_2k.h5")]
+    return resolve_data(patterns).paths
 
 
 def _interpolate(
@@ -88,12 +136,7 @@ def _interpolate(
 
 
 def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
-    if session.emg_raw.shape[1] != 8:
-        raise ValueError(
-            f"{session.path}: emg/raw: Mode 2 needs the 8 MindRove channels, got {session.emg_raw.shape[1]}"
-        )
-    if abs(session.emg_rate - MINDROVE_RATE) > 1e-6:
-        raise ValueError(f"{session.path}: emg_sampling_rate is {session.emg_rate} Hz, Mode 2 needs {MINDROVE_RATE}")
+    check_trainable(session)
     n = len(session.emg_timestamps)
     starts = np.arange(0, n - WINDOW + 1, hop)
     t0 = session.emg_timestamps[starts]
@@ -131,6 +174,10 @@ def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
 
 
 def build_windows(sessions: list[Session], hop: int = HOP) -> WindowSet:
+    """Windows with at least one supervised point; a session whose labels never pass the filter adds none
+    (callers check that enough is left: `require_labelled`)."""
+    if not sessions:
+        raise ValueError("build_windows: no sessions")
     parts = [session_windows(s, hop) for s in sessions]
     keys = [s.key for s in sessions]
     keep = [p["initial_ok"] & p["mask"].any(axis=1) for p in parts]
@@ -174,18 +221,77 @@ def split_sessions(sessions: list[Session], val_sessions: list[str] | None, val_
         val = list(last.values())
     train = [s for s in sessions if s not in val]
     if not val or not train:
-        raise ValueError(
-            f"the split leaves {len(train)} training and {len(val)} held-out sessions; "
-            f"sessions: {[s.key for s in sessions]}"
+        raise UserError(
+            f"the split (--val-sessions/--val-subject) leaves {len(train)} training and {len(val)} held-out "
+            f"sessions; both need at least one. Sessions: {[s.key for s in sessions]}"
         )
     return Split(train, val)
 
 
-def load_sessions(patterns: list[str]) -> list[Session]:
-    paths = expand_globs(patterns)
-    if not paths:
-        raise FileNotFoundError(f"no session files match {patterns}")
-    return [read_session(p) for p in paths]
+def load_sessions(patterns: list[str], *, quiet: bool = False) -> list[Session]:
+    """Every session `--data` names (notes on stderr for what was skipped); UserError for an unusable one."""
+    selection = resolve_data(patterns)
+    if not quiet:
+        for note in selection.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if not selection.paths:
+        raise UserError(f"--data {' '.join(patterns)}: no session files match")
+    sessions = [read_session(p) for p in selection.paths]
+    for session in sessions:
+        check_trainable(session)
+    return sessions
+
+
+def check_trainable(session: Session) -> None:
+    """What Mode 2 needs of a session beyond the file contract: 8 channels at 500 Hz, ≥ one 2-s window,
+    EMG values of a plausible size."""
+    channels = session.emg_raw.shape[1]
+    if channels != 8:
+        raise SessionFormatError(
+            session.path, "emg/raw", f"Mode 2 needs the 8 MindRove channels, this file has {channels}"
+        )
+    if abs(session.emg_rate - MINDROVE_RATE) > 1e-6:
+        raise SessionFormatError(
+            session.path, "attrs/emg_sampling_rate", f"is {session.emg_rate:g} Hz, Mode 2 needs {MINDROVE_RATE:g}"
+        )
+    if len(session.emg_timestamps) < WINDOW:
+        raise SessionFormatError(
+            session.path,
+            "emg/raw",
+            f"{len(session.emg_timestamps)} samples ({session.duration:.1f} s): shorter than one "
+            f"{WINDOW / MINDROVE_RATE:g}-s window",
+        )
+    peak = float(np.abs(session.emg_raw).max())
+    if peak > MAX_PLAUSIBLE_EMG_UV:
+        raise SessionFormatError(
+            session.path,
+            "emg/raw",
+            f"values up to {peak:.3g} µV; EMG is below {MAX_PLAUSIBLE_EMG_UV:.0e} µV (10 V): wrong units or a "
+            "corrupted recording",
+        )
+
+
+def emg_fingerprint(session: Session) -> str:
+    """sha256 of the raw EMG as float32 (its channel count in front): the same recording under another
+    name or session_id has the same fingerprint."""
+    raw = np.ascontiguousarray(session.emg_raw, dtype=np.float32)
+    digest = hashlib.sha256(f"{raw.shape[1]}:".encode())
+    digest.update(raw.tobytes())
+    return digest.hexdigest()
+
+
+def require_labelled(windows: WindowSet, sessions: list[Session], role: str) -> None:
+    """UserError unless some window has a valid label at its last sample ("now"): training, validation and
+    evaluation all measure there."""
+    if len(windows) and bool(windows.mask[:, -1].any()):
+        return
+    frames = sum(len(s.ik_error) for s in sessions)
+    valid = sum(int(s.valid_pose_mask().sum()) for s in sessions)
+    names = ", ".join(str(s.path) for s in sessions)
+    raise UserError(
+        f"{role} sessions ({names}) give no usable window: {valid} of {frames} pose frames pass the label "
+        "filter (ik_error < 15 mm, mp_confidence > 0.5), and a window needs valid labels 2 s in"
+    )
 
 
 def channel_std(windows: WindowSet, preprocess_detrend) -> torch.Tensor:

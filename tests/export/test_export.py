@@ -27,59 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def checkpoints(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ckpt")
-    common = [
-        "--data",
-        str(small_world / "s01_r0*.h5"),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--val-sessions",
-        "s01/r03",
-        "--batch-size",
-        "16",
-    ]
-    assert main(["train", *common]) == 0
-    assert main(["train", "--arch", "direct", *common]) == 0
-    assert (
-        main(
-            [
-                "evaluate",
-                "--checkpoint",
-                str(out / "transfer_mode2_best.pth"),
-                "--data",
-                str(small_world / "s01_r03.h5"),
-                "--out",
-                str(out / "eval"),
-                "--write-calibration",
-            ]
-        )
-        == 0
-    )
-    return out
+def checkpoints(trained_checkpoints: Path) -> Path:
+    """The session-wide trained models (tests/conftest.py), shared with the runtime and probe suites."""
+    return trained_checkpoints
 
 
 @pytest.fixture(scope="module")
-def exported(checkpoints: Path, small_world: Path) -> Path:
-    out = checkpoints / "onnx" / "model.onnx"
-    assert (
-        main(
-            [
-                "export-onnx",
-                "--checkpoint",
-                str(checkpoints / "transfer_mode2_best.pth"),
-                "--out",
-                str(out),
-                "--data",
-                str(small_world / "s01_r03.h5"),
-                "--int8",
-            ]
-        )
-        == 0
-    )
-    return out
+def exported(exported_model: Path) -> Path:
+    return exported_model
 
 
 def test_metadata_and_checker(exported: Path, checkpoints: Path) -> None:
@@ -247,7 +202,7 @@ def test_the_file_runs_without_torch(exported: Path) -> None:
     assert json.loads(json.dumps(read_model_metadata(exported)))  # plain JSON
 
 
-def test_device_extra_alone_runs_the_exported_model(exported: Path, tmp_path: Path) -> None:
+def test_device_extra_alone_runs_the_exported_model(exported: Path, small_world: Path, tmp_path: Path) -> None:
     """A fresh venv with only `.[device]` (what the arm's board installs): no torch, the model still runs."""
     venv = tmp_path / "device-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -272,3 +227,34 @@ def test_device_extra_alone_runs_the_exported_model(exported: Path, tmp_path: Pa
     assert result.stdout.strip() == "OK (1, 21, 3)"
     listing = subprocess.run([str(python), "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout
     assert "torch" not in listing.lower().split()
+    # the whole runtime too: replay → model → gate → the emulated hand (C firmware built from package data)
+    session = small_world / "s01_r03.h5"
+    mode2 = venv / "bin" / "mode2"
+    run = subprocess.run(
+        [
+            str(mode2),
+            "run",
+            "--model",
+            str(exported),
+            "--source",
+            f"replay:{session}",
+            "--speed",
+            "0",
+            "--port",
+            "sim",
+            "--armed",
+            "--threshold",
+            "0",
+            "--quiet",
+            "--summary-json",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["hops"] > 100 and summary["commands_acked"] == summary["commands_sent"] > 0

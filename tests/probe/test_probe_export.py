@@ -36,12 +36,9 @@ USER_FILES = ("model.onnx", "model.int8.onnx", "model.md")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One epoch of Mode 2 on r01–r02 (r03 held out), in-process, made once."""
-    out = tmp_path_factory.mktemp("probe_export_ckpt")
-    args = ["--epochs", "1", "--val-sessions", "s01/r03", "--batch-size", "16", "--threads", "1"]
-    assert main(["train", "--data", str(small_world / "s01_r0*.h5"), "--out", str(out), *args]) == 0
-    return out / "transfer_mode2_best.pth"
+def checkpoint(trained_checkpoints: Path) -> Path:
+    """One epoch of Mode 2 on r01–r02 (r03 held out): the session-wide model of tests/conftest.py."""
+    return trained_checkpoints / "transfer_mode2_best.pth"
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +47,9 @@ def held_out(small_world: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_export(checkpoint: Path, held_out: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first_export(exported_model: Path) -> Path:
     """The user's existing, good export (model, int8 and card) that nothing below may damage."""
-    folder = tmp_path_factory.mktemp("probe_export_good")
-    args = ["--checkpoint", str(checkpoint), "--out", str(folder / "model.onnx"), "--data", str(held_out), "--int8"]
-    assert main(["export-onnx", *args]) == 0
-    return folder
+    return exported_model.parent
 
 
 @pytest.fixture

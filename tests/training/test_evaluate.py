@@ -84,5 +84,5 @@ def test_training_sessions_are_refused(
             str(tmp_path),
         ]
     )
-    assert code == 1
-    assert "were used to train" in capsys.readouterr().out
+    assert code == 2
+    assert "were used to train" in capsys.readouterr().err

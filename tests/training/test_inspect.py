@@ -34,7 +34,9 @@ def test_inspect_reports_a_bad_file_and_goes_on(
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:
         f.create_dataset("emg/raw", data=np.zeros((10, 8)))
-    assert main(["inspect", str(bad), str(small_world / "s01_r02.h5")]) == 1
-    out = capsys.readouterr().out
+    assert main(["inspect", str(bad), str(small_world / "s01_r02.h5")]) == 2
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "1 of 2 files could not be read" in captured.err
     assert f"✗ {bad}: emg/timestamps: missing dataset" in out
     assert "session r02" in out

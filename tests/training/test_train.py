@@ -118,8 +118,9 @@ def test_direct_baseline_trains(small_world: Path, tmp_path: Path) -> None:
 
 
 def test_bad_data_gives_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--data", str(tmp_path / "nothing*.h5"), "--out", str(tmp_path)]) == 1
-    assert "no session files match" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "nothing*.h5"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "matches no file" in err and "no session files match" in err
 
 
 def test_torchrun_two_processes_write_one_coherent_checkpoint(small_world: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from firmware_bridge.errors import UserError
 from firmware_bridge.session_file import read_session
 from training.mode2_model import Preprocess, output_time_offsets
 from training.windows import (
@@ -59,7 +60,7 @@ def test_split_by_session_and_subject_never_by_window(small_world: Path) -> None
     assert {s.key for s in split.train} == {"s01/r01", "s01/r02"}
     default = split_sessions(sessions, None, None)
     assert [s.key for s in default.val] == ["s01/r03"], "default: each subject's last session"
-    with pytest.raises(ValueError, match="leaves 0 training"):
+    with pytest.raises(UserError, match="leaves 0 training"):
         split_sessions(sessions, None, "s01")
     train, val = build_windows(split.train), build_windows(split.val)
     assert set(train.keys) & set(val.keys) == set()

@@ -13,6 +13,7 @@ Everything is deterministic under the seed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
 from tqdm import tqdm
 
+from firmware_bridge.atomic_write import atomic_path
 from firmware_bridge.session_file import SessionWriter
 from training.emg2pose_format import write_emg2pose_file
 from training.hand_model import open_hand_model
@@ -149,14 +151,17 @@ def simulate_session(
         "hand_model": "open",
         "generator": "mode2 simulate (training.synth)",
     }
-    with SessionWriter(
-        session_path,
-        subject_id=subject.subject_id,
-        session_id=f"r{session_index:02d}",
-        emg_sampling_rate=FS_MINDROVE,
-        camera_fps=CAMERA_FPS,
-        attrs=attrs,
-    ) as writer:
+    with (
+        atomic_path(session_path) as tmp_path,
+        SessionWriter(
+            tmp_path,
+            subject_id=subject.subject_id,
+            session_id=f"r{session_index:02d}",
+            emg_sampling_rate=FS_MINDROVE,
+            camera_fps=CAMERA_FPS,
+            attrs=attrs,
+        ) as writer,
+    ):
         pose_t = t0 + camera.time
         emg_step = int(FS_MINDROVE)  # write a second at a time, like the recorder
         pose_i = 0
@@ -196,7 +201,7 @@ def simulate_session(
             )
         )
     if playback_csv:
-        written.append(write_mindrove_playback_csv(out_dir / f"{name}_mindrove.csv", raw, stamps))
+        written.append(write_mindrove_playback_csv(out_dir / f"{name}_mindrove.csv", raw, stamps, fault_labels=labels))
     return written
 
 
@@ -213,8 +218,8 @@ def simulate(
     progress: bool = True,
 ) -> list[Path]:
     """Simulate `subjects × sessions` recordings of `minutes` each into `out_dir`; returns the paths."""
-    if sessions < 1 or subjects < 1 or minutes <= 0:
-        raise ValueError("simulate: sessions and subjects must be ≥ 1 and minutes > 0")
+    if sessions < 1 or subjects < 1 or not (0 < minutes < math.inf):  # `not (…)` also refuses NaN
+        raise ValueError(f"simulate: sessions and subjects must be ≥ 1 and minutes finite and > 0, got {minutes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(s, r) for s in range(1, subjects + 1) for r in range(1, sessions + 1)]
