@@ -96,9 +96,9 @@ def _print_outcome(out: Path) -> None:
         )
     if run_1s:
         print(
-            "  runtime at the export's 1-s hop (the windows evaluate scores): "
-            f"MPJPE {run_1s.get('mpjpe_vs_labels_mm')} mm; "
-            f"mode2 evaluate: {evaluated if evaluated is not None else '—'} mm"
+            "  runtime at the export's 1-s hop, on the windows `mode2 evaluate` scored: "
+            f"{run_1s.get('mpjpe_evaluate_windows_mm')} mm; mode2 evaluate: "
+            f"{evaluated if evaluated is not None else '—'} mm (same model, session and initial-state policy)"
         )
     print(
         f"  files: sessions {out / 'sessions'}/ · checkpoints {out / 'train'}/ · evaluation {out / 'evaluation'}/ · "

@@ -11,7 +11,6 @@ an unpaced replay processes every hop (deterministic, for measurement).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -42,6 +41,7 @@ class LoopStats:
     commands_unsent: int = 0
     estops: int = 0
     samples: int = 0
+    zero_rows_repaired: int = 0
     infer_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
     loop_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
@@ -181,7 +181,7 @@ class RuntimeLoop:
         self._report = self.quality.update(samples, stamps, list(chunk.events))
         if not len(samples):
             return
-        self.ring.append(samples, stamps)
+        self.ring.append(self._repair_zero_rows(samples), stamps)
         self._t_emg = float(stamps[-1])
         if self.ring.total < self._next_hop_at:
             return
@@ -197,6 +197,21 @@ class RuntimeLoop:
         self._next_hop_at += due * self.hop_samples
         for end in ends:
             self._hop(end, chunk.received_at)
+
+    def _repair_zero_rows(self, samples: np.ndarray) -> np.ndarray:
+        """All-zero rows (a real armband's dropped packets) would reach the model as z-scores in the
+        thousands: the model sees the previous sample instead (the run file keeps the raw rows)."""
+        zero = ~samples.any(axis=1)
+        if not zero.any():
+            return samples
+        repaired = samples.copy()
+        previous = self.ring.latest(1)[0][0] if self.ring.total else np.zeros(samples.shape[1])
+        for i in range(len(repaired)):
+            if zero[i]:
+                repaired[i] = previous
+            previous = repaired[i]
+        self.stats.zero_rows_repaired += int(zero.sum())
+        return repaired
 
     def _maybe_stall_tick(self) -> None:
         now = time.monotonic()
@@ -228,6 +243,7 @@ class RuntimeLoop:
         report = self._report
         signal_ok, reason = bool(report.ok), str(report.reason)
         if end < self._clean_after:
+            self.engine.reset()  # carry no state out of a window that spans a discontinuity
             signal_ok = False
             reason = (
                 f"stream: a gap or stall is inside the model's window for another "
@@ -336,49 +352,46 @@ class RuntimeLoop:
         self._seen_faults = len(faults)
 
     def snapshot(self, row: HopRow, report: Any) -> dict[str, Any]:
-        """One telemetry hop message (schema: docs/TELEMETRY.md)."""
+        """One telemetry hop message; the fields are documented in docs/TELEMETRY.md (keep them in step)."""
         link, s = self.link, self.stats
         health = self.source.health
-        health_dict = health.as_dict() if hasattr(health, "as_dict") else dict(vars(health))
-        rtt = list(link.stats.rtt_ms)[-200:] if link is not None else []
+        rtt = link.stats.rtt_ms[-1] if link is not None and link.stats.rtt_ms else None
         hop_ms = self.hop_s * 1000.0
         return {
             "t": row.t,
             "hop": row.hop,
+            "wall": time.time(),
             "emg_rms_uv": [round(float(v), 2) for v in np.nan_to_num(row.emg_rms_uv)],
             "quality_flags": [int(f) for f in row.quality_flags],
             "quality_ok": bool(report.ok),
             "quality_reason": str(report.reason),
-            "stream": json.loads(json.dumps(health_dict, default=float)),
+            "stream_gaps": int(getattr(health, "gaps", 0)),
+            "stream_duplicates": int(getattr(health, "duplicate_packets", 0)),
+            "stream_stalls": int(getattr(health, "stalls", 0)),
             "joints": np.round(row.joints, 5).tolist(),
-            "angles": np.round(row.angles, 4).tolist(),
-            "targets": [None if v != v else round(float(v), 4) for v in row.targets],
-            "joint_names": [j.name for j in self.hand.joints],
-            "command": row.command,
             "confidence": round(row.confidence, 4),
             "threshold": row.threshold,
-            "gate": row.state,
+            "state": row.state,
             "gate_reason": row.gate_reason,
             "active": row.active,
+            "command": row.command,
+            "targets": [None if v != v else round(float(v), 4) for v in row.targets],
+            "seq": row.seq,
             "armed": row.armed,
             "estop": row.estop,
-            "link": {
-                "state": link.state if link is not None else "none",
-                "sent": link.stats.sent if link is not None else 0,
-                "acked": link.stats.acked if link is not None else 0,
-                "device_state": row.device_state,
-                "device_faults": row.device_faults,
-                "rtt_ms_p50": round(float(np.median(rtt)), 3) if rtt else None,
-                "reconnects": link.stats.reconnects if link is not None else 0,
-            },
-            "loop": {
-                "infer_ms": round(row.infer_ms, 3),
-                "loop_ms": round(row.loop_ms, 3),
-                "duty": round((row.infer_ms + row.loop_ms) / hop_ms, 4),
-                "latency_ms_p50": round(_percentile(s.latency_ms, 50), 3),
-                "latency_ms_p99": round(_percentile(s.latency_ms, 99), 3),
-                "missed_hops": s.missed_hops,
-                "hops": s.hops,
-                "telemetry_dropped": int(self.telemetry.stats.get("dropped", 0)) if self.telemetry else 0,
-            },
+            "sent": link.stats.sent if link is not None else 0,
+            "acked": link.stats.acked if link is not None else 0,
+            "link_state": link.state if link is not None else "none",
+            "device_state": row.device_state,
+            "device_faults": row.device_faults,
+            "rtt_ms": None if rtt is None else round(float(rtt), 3),
+            "infer_ms": round(row.infer_ms, 3),
+            "loop_ms": round(row.loop_ms, 3),
+            "duty": round((row.infer_ms + row.loop_ms) / hop_ms, 4),
+            "latency_ms": round(row.latency_ms, 3),
+            "latency_ms_p50": round(_percentile(s.latency_ms, 50), 3),
+            "latency_ms_p99": round(_percentile(s.latency_ms, 99), 3),
+            "drops": int(getattr(health, "duplicate_samples", 0))
+            + int(getattr(health, "backlog_discarded_samples", 0)),
+            "missed_hops": s.missed_hops,
         }

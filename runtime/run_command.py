@@ -243,26 +243,48 @@ def _run_attrs(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, h
 
 
 def _hello(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, hop: int) -> dict[str, Any]:
+    from runtime.signal_quality import QualityFlag
+
+    meta = model.meta
     return {
+        "software": software_version(),
         "model": {
             "path": str(model.path),
             "sha256": model.sha256,
-            "kind": model.meta.model_kind,
-            "quantization": model.meta.quantization,
-            "validation_mpjpe_mm": model.meta.validation_mpjpe_mm,
+            "metadata": {
+                "kind": meta.model_kind,
+                "rate_hz": meta.sampling_rate_hz,
+                "window": meta.window_samples,
+                "channels": meta.channels,
+                "channel_order": list(meta.channel_order),
+                "units": meta.units,
+                "quantization": meta.quantization,
+                "validation_mpjpe_mm": meta.validation_mpjpe_mm,
+                "confidence_calibrated": meta.confidence_calibrated,
+            },
         },
         "hand": {
             "name": hand.name,
+            "watchdog_ms": hand.watchdog_ms,
             "joints": [
-                {"name": j.name, "min_rad": j.min_rad, "max_rad": j.max_rad, "safe_rad": j.safe_rad}
+                {
+                    "name": j.name,
+                    "min_rad": j.min_rad,
+                    "max_rad": j.max_rad,
+                    "safe_rad": j.safe_rad,
+                    "max_slew_rad_s": j.max_slew_rad_s,
+                }
                 for j in hand.joints
             ],
         },
         "source": args.source,
+        "port": args.port,
         "engine": args.engine,
         "hop_ms": args.hop_ms,
-        "channels": model.meta.channels,
-        "joint_names": list(model.meta.joint_names),
+        "channels": list(meta.channel_order),
+        "joint_names": list(meta.joint_names),
+        "command_joints": [j.name for j in hand.joints],
+        "quality_bits": {flag.name.lower(): int(flag) for flag in QualityFlag if flag.name and int(flag)},
     }
 
 
@@ -302,12 +324,12 @@ class _StatusPrinter:
         if self.quiet or now - self._last < 1.0:
             return
         self._last = now
-        loop, link = snapshot["loop"], snapshot["link"]
         reason = f" ({snapshot['gate_reason']})" if snapshot["gate_reason"] else ""
         print(
-            f"{snapshot['gate']:6s}{reason}  conf {snapshot['confidence']:.2f}/{snapshot['threshold']:.2f}  "
-            f"{'ARMED' if snapshot['armed'] else 'disarmed'}  sent {link['sent']} acked {link['acked']}  "
-            f"infer {loop['infer_ms']:.1f} ms  duty {100 * loop['duty']:.0f}%  missed {loop['missed_hops']}",
+            f"{snapshot['state']:6s}{reason}  conf {snapshot['confidence']:.2f}/{snapshot['threshold']:.2f}  "
+            f"{'ARMED' if snapshot['armed'] else 'disarmed'}  sent {snapshot['sent']} acked {snapshot['acked']}  "
+            f"infer {snapshot['infer_ms']:.1f} ms  duty {100 * snapshot['duty']:.0f}%  "
+            f"missed {snapshot['missed_hops']}",
             flush=True,
         )
 
@@ -358,6 +380,7 @@ def _summary(
     summary: dict[str, Any] = {
         "hops": stats.hops,
         "stall_ticks": stats.stall_ticks,
+        "zero_rows_repaired": stats.zero_rows_repaired,
         "missed_hops": stats.missed_hops,
         "gate_open_percent": round(100.0 * stats.active_hops / stats.hops, 1) if stats.hops else 0.0,
         "closed_reasons": stats.reasons,

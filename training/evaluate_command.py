@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             f"{'; '.join(overlap)} were used to train {args.checkpoint}; evaluate on held-out sessions "
             "(or pass --allow-train-sessions and do not report the numbers as accuracy)"
         )
-    windows = build_windows(sessions)
+    windows = build_windows(sessions, with_chain=True)  # `feedback` is carried through unlabelled windows too
     require_labelled(windows, sessions, "evaluation")
     synthetic = windows.truth_joints is not None
     hand = hand_from_dict(meta["hand_model"])

@@ -50,18 +50,42 @@ def predict(
             "joints": torch.cat(joints).numpy(),
             "confidence": torch.cat(confidences).numpy(),
         }
-    return _predict_feedback(model, windows, train_mean, now)
+    if windows.chain_emg is not None:
+        return _predict_feedback_chained(model, windows, train_mean, now)
+    return _predict_feedback(model, windows.emg, windows.session, windows.start_time, train_mean, now)
+
+
+def _predict_feedback_chained(
+    model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor, now: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """`feedback` as the device runs it: the state is carried through every contiguous window, labelled
+    or not; the labelled windows' predictions are then picked out."""
+    assert windows.chain_session is not None and windows.chain_start_time is not None
+    chained = _predict_feedback(
+        model, windows.chain_emg, windows.chain_session, windows.chain_start_time, train_mean, now
+    )
+    where = {
+        (int(s), round(float(t), 6)): i
+        for i, (s, t) in enumerate(zip(windows.chain_session.tolist(), windows.chain_start_time.tolist(), strict=True))
+    }
+    index = [where[(int(s), round(float(t), 6))] for s, t in zip(windows.session, windows.start_time, strict=True)]
+    return {key: value[index] for key, value in chained.items()}
 
 
 def _predict_feedback(
-    model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor, now: torch.Tensor
+    model: torch.nn.Module,
+    emg: torch.Tensor,
+    session_index: torch.Tensor,
+    start_time: torch.Tensor,
+    train_mean: torch.Tensor,
+    now: torch.Tensor,
 ) -> dict[str, np.ndarray]:
     """Sessions run in parallel, windows in time order within each session (the state is carried)."""
-    order = np.lexsort((windows.start_time.numpy(), windows.session.numpy()))
-    sessions = windows.session.numpy()[order]
-    theta = np.zeros((len(windows), 45), np.float32)
-    joints = np.zeros((len(windows), 21, 3), np.float32)
-    confidence = np.zeros(len(windows), np.float32)
+    order = np.lexsort((start_time.numpy(), session_index.numpy()))
+    sessions = session_index.numpy()[order]
+    theta = np.zeros((len(emg), 45), np.float32)
+    joints = np.zeros((len(emg), 21, 3), np.float32)
+    confidence = np.zeros(len(emg), np.float32)
     per_session = [order[sessions == s] for s in np.unique(sessions)]
     positions = [0] * len(per_session)
     carried: list[tuple[float, torch.Tensor] | None] = [None] * len(per_session)
@@ -73,17 +97,17 @@ def _predict_feedback(
                 continue
             w = idx[positions[lane]]
             previous = carried[lane]
-            start = windows.start_time[w].item()
+            start = start_time[w].item()
             use_feedback = previous is not None and abs(start - previous[0] - hop_s) < 1e-3
             initial.append(previous[1] if use_feedback else train_mean[0])
             batch.append(w)
             lanes.append(lane)
         index = torch.as_tensor(batch)
-        out = model.forward_trajectory(windows.emg[index], torch.stack(initial), now)
+        out = model.forward_trajectory(emg[index], torch.stack(initial), now)
         theta[batch] = out["theta"][:, -1].numpy()
         joints[batch] = out["joints"][:, -1].numpy()
         confidence[batch] = out["confidence"].numpy()
         for k, lane in enumerate(lanes):
-            carried[lane] = (windows.start_time[batch[k]].item(), out["angles_full"][k, :, FEEDBACK_INDEX])
+            carried[lane] = (start_time[batch[k]].item(), out["angles_full"][k, :, FEEDBACK_INDEX])
             positions[lane] += 1
     return {"theta": theta, "joints": joints, "confidence": confidence}

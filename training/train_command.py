@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
     sessions = load_sessions(args.data, quiet=rank != 0)
     split = split_sessions(sessions, args.val_sessions, args.val_subject)
     train_windows = build_windows(split.train)
-    val_windows = build_windows(split.val)
+    val_windows = build_windows(split.val, with_chain=True)  # the policy choice runs `feedback` as a device does
     require_labelled(train_windows, split.train, "training")
     require_labelled(val_windows, split.val, "held-out")
     hand = load_mano(args.mano, flat_hand_mean=not args.mano_hands_mean) if args.mano else open_hand_model()

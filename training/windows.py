@@ -49,6 +49,12 @@ class WindowSet:
     keys: list[str] = field(default_factory=list)
     truth_joints: torch.Tensor | None = None  # (W,21,3) true joints at "now" (synthetic data only)
     truth_angles_initial: torch.Tensor | None = None  # (W,20) true emg2pose angles at sample 1,790
+    # every contiguous window of the same sessions, labelled or not (`build_windows(..., with_chain=True)`):
+    # the `feedback` policy carries its state through them, as a device does, instead of restarting from
+    # the training mean wherever the camera labels have a hole
+    chain_emg: torch.Tensor | None = None
+    chain_session: torch.Tensor | None = None
+    chain_start_time: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.emg.shape[0])
@@ -173,9 +179,10 @@ def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
     return out
 
 
-def build_windows(sessions: list[Session], hop: int = HOP) -> WindowSet:
+def build_windows(sessions: list[Session], hop: int = HOP, *, with_chain: bool = False) -> WindowSet:
     """Windows with at least one supervised point; a session whose labels never pass the filter adds none
-    (callers check that enough is left: `require_labelled`)."""
+    (callers check that enough is left: `require_labelled`). `with_chain` also keeps every contiguous
+    window (labelled or not) for evaluating the `feedback` policy the way the device runs it."""
     if not sessions:
         raise ValueError("build_windows: no sessions")
     parts = [session_windows(s, hop) for s in sessions]
@@ -199,6 +206,13 @@ def build_windows(sessions: list[Session], hop: int = HOP) -> WindowSet:
         keys=keys,
         truth_joints=cat("truth_joints") if has_truth else None,
         truth_angles_initial=cat("truth_angles_initial") if has_truth else None,
+        chain_emg=torch.as_tensor(np.concatenate([p["emg"] for p in parts])) if with_chain else None,
+        chain_session=torch.as_tensor(np.concatenate([np.full(len(p["emg"]), i) for i, p in enumerate(parts)]))
+        if with_chain
+        else None,
+        chain_start_time=torch.as_tensor(np.concatenate([p["start_time"] for p in parts]), dtype=torch.float64)
+        if with_chain
+        else None,
     )
 
 

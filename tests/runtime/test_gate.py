@@ -133,3 +133,16 @@ def test_ring_returns_the_window_ending_at_any_recent_sample() -> None:
     assert window[:, 1].tolist() == [-21, -22, -23, -24]
     with pytest.raises(ValueError):
         ring.latest(8, upto=20)  # sample 13 has left the ring
+
+
+def test_all_zero_rows_reach_the_model_as_the_previous_sample() -> None:
+    from runtime.loop import LoopStats, RuntimeLoop
+
+    loop = RuntimeLoop.__new__(RuntimeLoop)  # only the repair step, without a source or a device
+    loop.ring, loop.stats = EmgRing(16, 2), LoopStats()
+    loop.ring.append(np.array([[5.0, -5.0]]), np.array([0.0]))
+    chunk = np.array([[0.0, 0.0], [1.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
+    repaired = loop._repair_zero_rows(chunk)
+    assert repaired.tolist() == [[5.0, -5.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]
+    assert chunk[0].tolist() == [0.0, 0.0], "the caller's (recorded) rows are not modified"
+    assert loop.stats.zero_rows_repaired == 3

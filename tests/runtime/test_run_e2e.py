@@ -131,16 +131,18 @@ def _with_policy(model: Path, policy: str, out: Path) -> Path:
     return out
 
 
+@pytest.mark.parametrize("policy", ["train_mean", "feedback"])
 def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
-    exported_model, trained_checkpoints, small_world, tmp_path
+    exported_model, trained_checkpoints, small_world, tmp_path, policy: str
 ) -> None:
-    """At the export's 1-s hop the runtime scores the windows `mode2 evaluate` scores: same number."""
+    """At the export's 1-s hop the runtime scores the windows `mode2 evaluate` scores: the same number, for
+    a stateless policy and for `feedback` (carried through every window, labelled or not, in both)."""
     from training.evaluation import predict
     from training.model_io import load_model_checkpoint
     from training.windows import build_windows
 
     session = small_world / "s01_r03.h5"
-    model_file = _with_policy(exported_model, "train_mean", tmp_path / "train_mean.onnx")
+    model_file = _with_policy(exported_model, policy, tmp_path / f"{policy}.onnx")
     summary_file = tmp_path / "summary.json"
     finish(
         mode2(
@@ -162,9 +164,9 @@ def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
     )
     summary = json.loads(summary_file.read_text())
     model, meta = load_model_checkpoint(trained_checkpoints / "transfer_mode2_best.pth")
-    windows = build_windows([read_session(session)])
+    windows = build_windows([read_session(session)], with_chain=True)
     mean = torch.as_tensor(np.asarray(meta["initial_state_mean"], np.float32))[None]
-    joints = predict(model, windows, "train_mean", mean)["joints"]
+    joints = predict(model, windows, policy, mean)["joints"]
     mask = windows.mask[:, -1].numpy()
     expected = (np.linalg.norm(joints - windows.joints[:, -1].numpy(), axis=-1).mean(-1) * 1000)[mask].mean()
     assert summary["evaluate_windows"] == int(mask.sum())
