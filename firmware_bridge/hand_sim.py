@@ -28,10 +28,8 @@ from pathlib import Path
 
 from firmware_bridge.errors import UserError
 from firmware_bridge.firmware_build import build
-from firmware_bridge.protocol import DeviceState
+from firmware_bridge.protocol import WATCHDOG_MAX_MS, WATCHDOG_MIN_MS, DeviceState
 
-WATCHDOG_MIN_MS = 20  # the range CONFIGURE accepts (docs/PROTOCOL.md); PROTO_WATCHDOG_MIN_MS in protocol.h
-WATCHDOG_MAX_MS = 2000
 STATUS_EVERY_MAX_MS = 60_000
 LOCK_SUFFIX = ".lock"  # beside the link, flock-ed by the live firmware process
 FIRMWARE_SHUTDOWN_MAX_S = 5.0  # the firmware eases to the safe pose for at most this long (SHUTDOWN_MAX_MS)

@@ -192,9 +192,7 @@ class HandLink:
         seq (for `wait_ack`), or None if the device is away."""
         if active and safe:
             raise ValueError("a joint command cannot be both active and a go-safe request")
-        return self._send(
-            JointCommand(radians_to_mrad(list(targets_rad)), active, confidence_to_u8(confidence), safe)
-        )
+        return self._send(JointCommand(radians_to_mrad(list(targets_rad)), active, confidence_to_u8(confidence), safe))
 
     def send_command_mrad(self, targets_mrad: Sequence[int], *, active: bool, confidence: float) -> int | None:
         """As `send_command`, with targets already in int16 milliradians."""

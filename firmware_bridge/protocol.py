@@ -32,6 +32,8 @@ CRC_SIZE = 2
 MAX_BODY = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 MAX_ENCODED = MAX_BODY + MAX_BODY // 254 + 1
 CLEAR_ESTOP_MAGIC = 0xC1EA
+WATCHDOG_MIN_MS = 20  # what CONFIGURE accepts (PROTO_WATCHDOG_MIN_MS / _MAX_MS in firmware/protocol.h)
+WATCHDOG_MAX_MS = 2000
 
 
 class MsgType(IntEnum):
@@ -186,9 +188,7 @@ def parse_payload(msg_type: int, payload: bytes) -> Message:
         if msg_type == MsgType.JOINT_COMMAND:
             flags, confidence, n = struct.unpack_from("<BBB", payload)
             _expect(len(payload) == 3 + 2 * n and n <= MAX_JOINTS, "joint command length")
-            return JointCommand(
-                struct.unpack_from(f"<{n}h", payload, 3), bool(flags & 1), confidence, bool(flags & 2)
-            )
+            return JointCommand(struct.unpack_from(f"<{n}h", payload, 3), bool(flags & 1), confidence, bool(flags & 2))
         if msg_type == MsgType.HEARTBEAT:
             _expect(not payload, "heartbeat has no payload")
             return Heartbeat()

@@ -83,7 +83,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     commands = _available_commands()
     parser = argparse.ArgumentParser(
         prog="mode2",
-        description="Forearm EMG → prosthetic hand: record, train, export-onnx, run, dashboard.",
+        description="Forearm EMG → prosthetic hand: simulate, train, evaluate, export-onnx, run.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, command in commands.items():

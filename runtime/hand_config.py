@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.errors import UserError
-from firmware_bridge.protocol import MAX_JOINTS, JointLimit
+from firmware_bridge.protocol import MAX_JOINTS, WATCHDOG_MAX_MS, WATCHDOG_MIN_MS, JointLimit
 
 DEFAULT_HAND_CONFIG = Path(__file__).with_name("configs") / "hand6.toml"
-WATCHDOG_RANGE_MS = (20, 2000)  # what the firmware's CONFIGURE accepts
+WATCHDOG_RANGE_MS = (WATCHDOG_MIN_MS, WATCHDOG_MAX_MS)  # what the firmware's CONFIGURE accepts
 
 
 class HandConfigError(UserError):

@@ -40,6 +40,11 @@ def mode2(*args: object, **popen: object) -> subprocess.Popen[str]:
     )
 
 
+def run_on(model: Path, source: str, *options: object, port: str = "sim", **popen: object) -> subprocess.Popen[str]:
+    """`mode2 run --model MODEL --source SOURCE --port PORT OPTIONS…` in the background."""
+    return mode2("run", "--model", model, "--source", source, "--port", port, *options, **popen)
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, f"exit {process.returncode}\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
@@ -67,16 +72,11 @@ def test_replay_drives_the_emulated_hand_and_records_a_run_file(exported_model, 
     session = small_world / "s01_r03.h5"
     run_file, summary_file = tmp_path / "run.h5", tmp_path / "summary.json"
     out, _ = finish(
-        mode2(
-            "run",
-            "--model",
+        run_on(
             exported_model,
-            "--source",
             f"replay:{session}",
             "--speed",
             "0",
-            "--port",
-            "sim",
             "--armed",
             "--threshold",
             "0",
@@ -102,19 +102,8 @@ def test_replay_drives_the_emulated_hand_and_records_a_run_file(exported_model, 
     assert json.loads(run["attrs"]["model_metadata"])["input"]["window_samples"] == 1000
     assert read_session(run_file).emg_raw.shape == source.emg_raw.shape  # `inspect`/replay read it
     again = finish(
-        mode2(
-            "run",
-            "--model",
-            exported_model,
-            "--source",
-            f"replay:{run_file}",
-            "--speed",
-            "0",
-            "--port",
-            "sim",
-            "--quiet",
-            "--summary-json",
-            tmp_path / "again.json",
+        run_on(
+            exported_model, f"replay:{run_file}", "--speed", "0", "--quiet", "--summary-json", tmp_path / "again.json"
         )
     )
     assert again and json.loads((tmp_path / "again.json").read_text())["hops"] == summary["hops"]
@@ -145,16 +134,11 @@ def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
     model_file = _with_policy(exported_model, policy, tmp_path / f"{policy}.onnx")
     summary_file = tmp_path / "summary.json"
     finish(
-        mode2(
-            "run",
-            "--model",
+        run_on(
             model_file,
-            "--source",
             f"replay:{session}",
             "--speed",
             "0",
-            "--port",
-            "sim",
             "--hop-ms",
             "1000",
             "--quiet",
@@ -195,21 +179,7 @@ def test_gate_closes_within_100_ms_of_every_injected_fault_through_the_sdk_playb
     csv = small_world / "s01_r03_mindrove.csv"
     run_file = tmp_path / "run.h5"
     finish(
-        mode2(
-            "run",
-            "--model",
-            exported_model,
-            "--source",
-            f"playback:{csv}",
-            "--port",
-            "sim",
-            "--armed",
-            "--threshold",
-            "0",
-            "--record",
-            run_file,
-            "--quiet",
-        ),
+        run_on(exported_model, f"playback:{csv}", "--armed", "--threshold", "0", "--record", run_file, "--quiet"),
         timeout=120,
     )
     run = read_runtime(run_file)
@@ -246,22 +216,22 @@ def hand():
         yield hand_sim
 
 
-def _start_armed_replay(exported_model, small_world, port: str, *extra: object) -> subprocess.Popen[str]:
-    return mode2(
-        "run",
-        "--model",
+def _start_armed_replay(
+    exported_model, small_world, port: str, *extra: object, **popen: object
+) -> subprocess.Popen[str]:
+    """The held-out session replayed at 1×, armed, threshold 0: the hand follows whenever the signal is sound."""
+    return run_on(
         exported_model,
-        "--source",
         f"replay:{small_world / 's01_r03.h5'}",
         "--speed",
         "1",
-        "--port",
-        port,
         "--armed",
         "--threshold",
         "0",
         "--quiet",
         *extra,
+        port=port,
+        **popen,
     )
 
 
@@ -281,8 +251,11 @@ def test_sigterm_sends_the_safe_pose_and_leaves_a_valid_run_file(exported_model,
     assert read_session(run_file).emg_raw.shape[0] > 1000
 
 
-def test_kill_9_leaves_the_hand_to_the_firmware_watchdog(exported_model, small_world, hand) -> None:
-    process = _start_armed_replay(exported_model, small_world, hand.port)
+def test_kill_9_leaves_the_hand_to_the_firmware_watchdog_and_a_readable_run_file(
+    exported_model, small_world, hand, tmp_path
+) -> None:
+    run_file = tmp_path / "run.h5"
+    process = _start_armed_replay(exported_model, small_world, hand.port, "--record", run_file)
     try:
         assert hand.wait_for(lambda s: s.state == DeviceState.ACTIVE, timeout=30)
         killed = time.monotonic()
@@ -293,6 +266,8 @@ def test_kill_9_leaves_the_hand_to_the_firmware_watchdog(exported_model, small_w
         process.communicate()
     assert safe is not None, "the firmware's watchdog did not take the hand to the safe pose"
     assert safe.received_at - killed < 0.15 + 0.1  # watchdog 150 ms (+ status period and scheduling)
+    recorded = read_session(run_file)  # flushed at least once a second: opens, holds all but the last second
+    assert recorded.emg_raw.shape[0] >= 500 and len(read_runtime(run_file)["t"]) > 0
 
 
 def test_estop_from_signal_control_channel_and_keyboard_latches_until_cleared(
@@ -300,19 +275,10 @@ def test_estop_from_signal_control_channel_and_keyboard_latches_until_cleared(
 ) -> None:
     address = str(tmp_path / "telemetry.sock")
     primary, secondary = os.openpty()  # a terminal on stdin: the keyboard path is live
-    process = mode2(
-        "run",
-        "--model",
+    process = _start_armed_replay(
         exported_model,
-        "--source",
-        f"replay:{small_world / 's01_r03.h5'}",
-        "--speed",
-        "1",
-        "--port",
+        small_world,
         hand.port,
-        "--armed",
-        "--threshold",
-        "0",
         "--telemetry",
         address,
         "--record",
@@ -355,16 +321,11 @@ def test_estop_from_signal_control_channel_and_keyboard_latches_until_cleared(
 def test_a_telemetry_consumer_that_never_reads_does_not_delay_the_loop(exported_model, small_world, tmp_path) -> None:
     address = str(tmp_path / "t.sock")
     summary_file = tmp_path / "summary.json"
-    process = mode2(
-        "run",
-        "--model",
+    process = run_on(
         exported_model,
-        "--source",
         f"replay:{small_world / 's01_r03.h5'}",
         "--speed",
         "4",
-        "--port",
-        "sim",
         "--armed",
         "--threshold",
         "0",
