@@ -99,6 +99,7 @@ class RuntimeLoop:
         self._last_send = -1.0
         self._last_kind = ""
         self._estop_sent = False
+        self._estop_reconnects = 0
         self._last_data_wall = time.monotonic()
         self._last_hop_wall = time.monotonic()
         self._t_emg = float("nan")
@@ -160,10 +161,16 @@ class RuntimeLoop:
             self.telemetry.publish_event(kind, detail)
 
     def _send_estop(self) -> None:
-        """E-stop reaches the device at once, not at the next hop."""
-        if self.link is not None and not self._estop_sent:
-            self.link.estop()
-            self._estop_sent = True
+        """E-stop reaches the device at once, not at the next hop; called again every hop while latched, it
+        re-sends when the frame could not be written or the device has reconnected (a rebooted hand has
+        forgotten its latch)."""
+        if self.link is None:
+            return
+        reconnects = self.link.stats.reconnects
+        if self._estop_sent and reconnects == self._estop_reconnects:
+            return
+        self._estop_sent = self.link.estop() is not None
+        self._estop_reconnects = reconnects
 
     # -- acquire and quality ---------------------------------------------------------------------
     def _ingest(self, chunk: Any) -> None:

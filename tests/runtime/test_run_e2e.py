@@ -351,3 +351,70 @@ def test_a_telemetry_consumer_that_never_reads_does_not_delay_the_loop(exported_
     # a stuck consumer costs the loop nothing: (almost) no missed hop, and every hop well inside its 50 ms
     assert summary["missed_hops"] <= summary["hops"] // 100 and summary["latency_ms_p99"] < 50
     assert summary["telemetry"]["dropped"] > 0, "the consumer was stuck: snapshots must have been dropped"
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), None)
+
+
+@pytest.mark.slow
+def test_shortened_soak_keeps_memory_flat_and_misses_no_hop(exported_model, small_world, tmp_path) -> None:
+    """The 30-min soak of benchmarks/bench_runtime.py, shortened for CI: 20 s at 1.5× real time."""
+    summary_file = tmp_path / "summary.json"
+    process = run_on(
+        exported_model,
+        f"replay:{small_world / 's01_r01.h5'}",
+        "--speed",
+        "1.5",
+        "--armed",
+        "--threshold",
+        "0",
+        "--record",
+        tmp_path / "run.h5",
+        "--duration",
+        "20",
+        "--quiet",
+        "--summary-json",
+        summary_file,
+    )
+    memory = []
+    while process.poll() is None:
+        time.sleep(0.25)
+        value = _rss_mb(process.pid)
+        if value is not None:
+            memory.append(value)
+    finish(process)
+    summary = json.loads(summary_file.read_text())
+    assert summary["hops"] > 400 and summary["missed_hops"] == 0
+    settled = memory[len(memory) // 4 :]  # after imports, the first inference and the first flushes
+    third = len(settled) // 3
+    early, late = np.mean(settled[:third]), np.mean(settled[-third:])
+    assert late - early < 5.0, f"resident memory grew from {early:.1f} to {late:.1f} MB"
+
+
+def test_a_latched_estop_is_sent_again_to_a_hand_that_rebooted(exported_model, small_world, tmp_path) -> None:
+    """Unplug and replug the hand while the e-stop is latched: the rebooted firmware has forgotten its
+    latch, so the runtime must re-send it as soon as the link is back."""
+    address = str(tmp_path / "t.sock")
+    hand = HandSimProcess(tmp_path / "hand", watchdog_ms=150, status_every_ms=5).start()
+    process = _start_armed_replay(exported_model, small_world, hand.port, "--telemetry", address, "--duration", "40")
+    client = TelemetryClient(address)
+    try:
+        assert hand.wait_for(lambda s: s.state == DeviceState.ACTIVE, timeout=30)
+        client.connect(timeout=10)
+        assert client.wait_ack(client.send("estop"), timeout=2)["ok"]
+        assert hand.wait_for(lambda s: s.state == DeviceState.ESTOP, timeout=1.0)
+        hand.unplug()
+        hand.start()  # a rebooted hand behind the same link: IDLE, no latch
+        assert hand.wait_for(lambda s: s.state == DeviceState.ESTOP, timeout=3.0), "the latch was not restored"
+        time.sleep(0.3)
+        assert hand.latest().state == DeviceState.ESTOP
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+        hand.stop()
