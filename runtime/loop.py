@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,24 @@ LONG_GAP_SAMPLES = 10  # a gap of more missing samples than this makes the windo
 STALL_S = 0.1  # no samples for this long (host clock) → stall ticks with the gate closed
 
 
+class TimingRing:
+    """The newest `capacity` values of one timing, preallocated: memory stays flat over any run length."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._values = np.zeros(capacity)
+        self._count = 0
+
+    def append(self, value: float) -> None:
+        self._values[self._count % len(self._values)] = value
+        self._count += 1
+
+    def values(self) -> np.ndarray:
+        return self._values[: min(self._count, len(self._values))]
+
+    def __len__(self) -> int:
+        return min(self._count, len(self._values))
+
+
 @dataclass
 class LoopStats:
     hops: int = 0
@@ -42,20 +59,16 @@ class LoopStats:
     estops: int = 0
     samples: int = 0
     zero_rows_repaired: int = 0
-    infer_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    loop_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    latency_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    infer_ms: TimingRing = field(default_factory=TimingRing)
+    loop_ms: TimingRing = field(default_factory=TimingRing)
+    latency_ms: TimingRing = field(default_factory=TimingRing)
     reasons: dict[str, int] = field(default_factory=dict)
-    t_first: list[float] = field(default_factory=list)  # per inference hop, for scoring replays
-    start_index: list[int] = field(default_factory=list)  # the window's first sample (count since start)
-    joints: list[np.ndarray] = field(default_factory=list)
-    active: list[bool] = field(default_factory=list)
     wall_started: float = 0.0
     wall_ended: float = 0.0
 
 
-def _percentile(values: deque, q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+def _percentile(values: TimingRing, q: float) -> float:
+    return float(np.percentile(values.values(), q)) if len(values) else float("nan")
 
 
 class RuntimeLoop:
@@ -76,7 +89,7 @@ class RuntimeLoop:
         catch_up: bool = False,
         stop: threading.Event | None = None,
         on_event=None,
-        keep_predictions: bool = False,
+        scorer: Any | None = None,
     ) -> None:
         self.source, self.quality, self.engine, self.gate, self.hand = source, quality, engine, gate, hand
         self.link, self.controls, self.recorder, self.telemetry = link, controls, recorder, telemetry
@@ -88,7 +101,7 @@ class RuntimeLoop:
         self.catch_up = catch_up
         self.stop = stop or threading.Event()
         self.on_event = on_event or (lambda kind, detail: None)
-        self.keep_predictions = keep_predictions
+        self.scorer = scorer  # scores each hop against the replayed session's labels (replay only)
         self.ring = EmgRing(self.window + 8 * max(hop_samples, 64), source.channels)
         self.stats = LoopStats()
         self._next_hop_at = self.window  # absolute sample count at which the next hop is due
@@ -262,9 +275,8 @@ class RuntimeLoop:
         seq, targets, kind = self._actuate(decision, prediction, time.monotonic())
         latency_ms = (time.monotonic() - received_at) * 1000.0
         loop_ms = (time.perf_counter() - started) * 1000.0 - prediction.infer_ms
-        if self.keep_predictions:
-            self.stats.t_first.append(float(stamps[0]))
-            self.stats.start_index.append(end - self.window)
+        if self.scorer is not None:
+            self.scorer.add(float(stamps[0]), t, end - self.window, prediction.joints, decision.active)
         self._account(t, decision, prediction, report, seq, targets, kind, latency_ms, loop_ms)
 
     def _actuate(
@@ -308,9 +320,6 @@ class RuntimeLoop:
         s.infer_ms.append(prediction.infer_ms)
         s.loop_ms.append(loop_ms)
         s.latency_ms.append(latency_ms)
-        if self.keep_predictions:
-            s.joints.append(prediction.joints.astype(np.float32))
-            s.active.append(decision.active)
         link = self.link
         telemetry = link.latest if link is not None else None
         health = self.source.health

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             catch_up=args.source.startswith("replay:") and args.speed == 0,
             stop=stop,
             on_event=status.event,
-            keep_predictions=args.source.startswith("replay:"),
+            scorer=_scorer(args.source, meta),
         )
         keyboard = KeyboardControls(controls, stop)
         stack.enter_context(keyboard)
@@ -208,6 +208,21 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.summary_json) as temporary:
             Path(temporary).write_text(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _scorer(source: str, meta: Any) -> Any | None:
+    """On `replay:` of a labelled session, score every hop against its camera labels as the run goes."""
+    if not source.startswith("replay:"):
+        return None
+    from runtime.run_score import RunScorer
+
+    scorer = RunScorer(
+        source.split(":", 1)[1],
+        rate_hz=meta.sampling_rate_hz,
+        window=meta.window_samples,
+        grid=meta.recommended_hop_samples,
+    )
+    return scorer if len(scorer.stamps) >= 2 else None
 
 
 def _check_source(source: Any, model: LoadedModel) -> None:
@@ -375,7 +390,7 @@ def _summary(
         return round(float(np.percentile(np.asarray(values), q)), 3) if len(values) else None
 
     hop_ms = hop / rate * 1000.0
-    compute = np.asarray(stats.infer_ms) + np.asarray(stats.loop_ms) if stats.hops else np.zeros(0)
+    compute = stats.infer_ms.values() + stats.loop_ms.values() if stats.hops else np.zeros(0)
     health = source.health
     summary: dict[str, Any] = {
         "hops": stats.hops,
@@ -388,31 +403,20 @@ def _summary(
         "commands_acked": link.stats.acked,
         "commands_unsent": link.stats.unsent,
         "estops": stats.estops,
-        "infer_ms_p50": pct(stats.infer_ms, 50),
-        "infer_ms_p99": pct(stats.infer_ms, 99),
-        "loop_overhead_ms_p99": pct(stats.loop_ms, 99),
+        "infer_ms_p50": pct(stats.infer_ms.values(), 50),
+        "infer_ms_p99": pct(stats.infer_ms.values(), 99),
+        "loop_overhead_ms_p99": pct(stats.loop_ms.values(), 99),
         "duty_p50": pct(compute / hop_ms, 50),
         "duty_p99": pct(compute / hop_ms, 99),
-        "latency_ms_p50": pct(stats.latency_ms, 50),
-        "latency_ms_p99": pct(stats.latency_ms, 99),
+        "latency_ms_p50": pct(stats.latency_ms.values(), 50),
+        "latency_ms_p99": pct(stats.latency_ms.values(), 99),
         "rtt_ms_p50": pct(list(link.stats.rtt_ms), 50),
         "stream": health.as_dict() if hasattr(health, "as_dict") else {},
         "telemetry": loop.telemetry.stats if loop.telemetry is not None else {},
         "seconds": round(stats.wall_ended - stats.wall_started, 2),
     }
-    if args.source.startswith("replay:") and stats.t_first:
-        from runtime.run_score import score_predictions
-
-        score = score_predictions(
-            args.source.split(":", 1)[1],
-            np.asarray(stats.t_first),
-            np.asarray(stats.start_index),
-            np.stack(stats.joints),
-            rate_hz=rate,
-            window=loop.window,
-            grid=grid,
-            active=np.asarray(stats.active),
-        )
+    if loop.scorer is not None:
+        score = loop.scorer.result()
         if score is not None:
             summary["mpjpe_vs_labels_mm"] = round(score.mpjpe_mm, 3)
             summary["median_vs_labels_mm"] = round(score.median_mm, 3)

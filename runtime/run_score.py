@@ -13,6 +13,7 @@ the runtime can be checked against evaluate number for number.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,53 +38,59 @@ class RunScore:
     evaluate_windows: int
 
 
-def _labels_at(session, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    stamps, valid = session.pose_timestamps, session.valid_pose_mask()
-    right = np.clip(np.searchsorted(stamps, times), 1, len(stamps) - 1)
-    left = right - 1
-    span = stamps[right] - stamps[left]
-    weight = np.clip((times - stamps[left]) / np.where(span > 0, span, 1.0), 0.0, 1.0)[:, None, None]
-    joints = session.joints_3d[left] * (1 - weight) + session.joints_3d[right] * weight
-    ok = valid[left] & valid[right] & (span <= MAX_LABEL_GAP_S) & (times >= stamps[0]) & (times <= stamps[-1])
-    return joints, ok
+class RunScorer:
+    """Scores each hop as it happens (memory stays flat however long the replay): the labels are read once,
+    then every hop adds one error value."""
 
+    def __init__(self, session_path: str | Path, *, rate_hz: float, window: int, grid: int) -> None:
+        session = read_session(session_path, validate=False)
+        self.stamps = np.asarray(session.pose_timestamps, np.float64)
+        self.valid = session.valid_pose_mask() if len(self.stamps) else np.zeros(0, bool)
+        self.labels = np.asarray(session.joints_3d, np.float64)
+        self.rate, self.window, self.grid = rate_hz, window, grid
+        self.now_after_first = (UPSAMPLE * window - 1) / (UPSAMPLE * rate_hz)
+        self.initial_after_first = INITIAL_STATE_SAMPLE_2KHZ / (UPSAMPLE * rate_hz)
+        self.hops = 0
+        self._errors = array("d")  # hops whose "now" has a valid label
+        self._active = array("b")
+        self._evaluated = array("b")
 
-def score_predictions(
-    session_path: str | Path,
-    t_first: np.ndarray,
-    start_index: np.ndarray,
-    joints: np.ndarray,
-    *,
-    rate_hz: float,
-    window: int,
-    grid: int,
-    active: np.ndarray | None = None,
-) -> RunScore | None:
-    """MPJPE (mm) of `joints` (H,21,3) m predicted on windows starting at `t_first` (H,) / sample
-    `start_index` (H,); None when the session has no usable labels."""
-    session = read_session(session_path, validate=False)
-    if session.pose_timestamps is None or len(session.pose_timestamps) < 2 or len(t_first) == 0:
-        return None
-    t_first = np.asarray(t_first, np.float64)
-    now = t_first + (UPSAMPLE * window - 1) / (UPSAMPLE * rate_hz)
-    labels, ok = _labels_at(session, now)
-    if not ok.any():
-        return None
-    error_mm = np.linalg.norm(np.asarray(joints) - labels, axis=-1).mean(axis=-1) * 1000.0
-    active_ok = ok & (np.asarray(active, bool) if active is not None else np.zeros(len(ok), bool))
-    _, initial_ok = _labels_at(session, t_first + INITIAL_STATE_SAMPLE_2KHZ / (UPSAMPLE * rate_hz))
-    stamps = session.emg_timestamps
-    start = np.asarray(start_index)
-    last = np.minimum(start + window - 1, len(stamps) - 1)
-    contiguous = (stamps[last] - stamps[np.minimum(start, len(stamps) - 1)]) < (window - 1) / rate_hz * 1.05
-    evaluated = ok & initial_ok & (start % grid == 0) & contiguous
-    return RunScore(
-        float(error_mm[ok].mean()),
-        float(np.median(error_mm[ok])),
-        int(ok.sum()),
-        len(t_first),
-        float(error_mm[active_ok].mean()) if np.any(active_ok) else None,
-        int(np.sum(active_ok)),
-        float(error_mm[evaluated].mean()) if np.any(evaluated) else None,
-        int(evaluated.sum()),
-    )
+    def _label(self, time: float) -> tuple[np.ndarray | None, bool]:
+        stamps = self.stamps
+        if len(stamps) < 2 or not stamps[0] <= time <= stamps[-1]:
+            return None, False
+        right = min(max(int(np.searchsorted(stamps, time)), 1), len(stamps) - 1)
+        left = right - 1
+        span = stamps[right] - stamps[left]
+        ok = bool(self.valid[left] and self.valid[right] and span <= MAX_LABEL_GAP_S)
+        weight = min(max((time - stamps[left]) / span, 0.0), 1.0) if span > 0 else 0.0
+        return self.labels[left] * (1 - weight) + self.labels[right] * weight, ok
+
+    def add(self, t_first: float, t_last: float, start_index: int, joints: np.ndarray, active: bool) -> None:
+        """One hop: its window's first/last sample times, first sample's index, predicted joints (21,3) m."""
+        self.hops += 1
+        label, ok = self._label(t_first + self.now_after_first)
+        if label is None or not ok:
+            return
+        self._errors.append(float(np.linalg.norm(joints - label, axis=-1).mean() * 1000.0))
+        self._active.append(bool(active))
+        _, initial_ok = self._label(t_first + self.initial_after_first)
+        contiguous = (t_last - t_first) < (self.window - 1) / self.rate * 1.05
+        self._evaluated.append(bool(initial_ok and contiguous and start_index % self.grid == 0))
+
+    def result(self) -> RunScore | None:
+        if not self._errors:
+            return None
+        errors = np.frombuffer(self._errors, np.float64)
+        active = np.frombuffer(self._active, np.int8).astype(bool)
+        evaluated = np.frombuffer(self._evaluated, np.int8).astype(bool)
+        return RunScore(
+            float(errors.mean()),
+            float(np.median(errors)),
+            len(errors),
+            self.hops,
+            float(errors[active].mean()) if active.any() else None,
+            int(active.sum()),
+            float(errors[evaluated].mean()) if evaluated.any() else None,
+            int(evaluated.sum()),
+        )

@@ -12,23 +12,9 @@ from training.model_io import load_model_checkpoint
 
 
 @pytest.fixture(scope="module")
-def models(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models")
-    common = [
-        "--data",
-        str(small_world / "s01_r0*.h5"),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--val-sessions",
-        "s01/r03",
-        "--batch-size",
-        "16",
-    ]
-    assert main(["train", *common]) == 0
-    assert main(["train", "--arch", "direct", *common]) == 0
-    return out
+def models(trained_checkpoints: Path) -> Path:
+    """Mode 2 and the direct baseline, one epoch on s01 r01–r02: the session-wide fixture (tests/conftest.py)."""
+    return trained_checkpoints
 
 
 def test_report_has_every_section(models: Path, small_world: Path, tmp_path: Path) -> None:
