@@ -37,20 +37,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firmware_bridge.session_file import read_session
-from runtime.signal_quality import QualityConfig, QualityFlag, SignalQuality
+from runtime.signal_quality import FAULT_FLAGS, QualityConfig, QualityFlag, SignalQuality
 from training.synth import simulate
 
 POLL_S = 0.004
 HOP_S = 0.05
 WITHIN_S = 0.1
 RECOVERY_S = 1.0
-KIND_FLAG = {
-    "lift_off": QualityFlag.LIFT_OFF,
-    "saturation": QualityFlag.SATURATED,
-    "flat_line": QualityFlag.FLAT,
-    "duplicate": QualityFlag.DUPLICATE,
-    "stall": QualityFlag.STALL | QualityFlag.GAP,
-}
+KIND_FLAG = FAULT_FLAGS
 STREAM_KINDS = {"duplicate", "stall"}
 
 

@@ -106,6 +106,17 @@ _WEIGHTS = np.array([int(flag) for flag in _HELD], dtype=np.int64)
 _EVENT_FLAGS = {"gap": QualityFlag.GAP, "duplicate": QualityFlag.DUPLICATE, "stall": QualityFlag.STALL}
 
 
+# the flag that must catch each kind of electrode/stream fault (the synthetic world labels its faults by
+# these names: `truth/fault_labels`); used by the detection benchmark and the tests
+FAULT_FLAGS = {
+    "lift_off": QualityFlag.LIFT_OFF,
+    "saturation": QualityFlag.SATURATED,
+    "flat_line": QualityFlag.FLAT,
+    "duplicate": QualityFlag.DUPLICATE,
+    "stall": QualityFlag.STALL | QualityFlag.GAP,
+}
+
+
 @dataclass(frozen=True)
 class QualityConfig:
     """Thresholds and windows. Tuned on synthetic seed 1 (benchmarks/measure_signal_quality.py)."""

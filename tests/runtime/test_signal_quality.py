@@ -14,19 +14,13 @@ import numpy as np
 import pytest
 
 from firmware_bridge.session_file import read_session
-from runtime.signal_quality import QualityConfig, QualityFlag, SignalQuality
+from runtime.signal_quality import FAULT_FLAGS, QualityConfig, QualityFlag, SignalQuality
 from training.synth import simulate
 from training.synth.nuisance import ADC_RAIL_UV
 
 FS = 500.0
 POLL_S = 0.004
-KIND_FLAG = {
-    "lift_off": QualityFlag.LIFT_OFF,
-    "saturation": QualityFlag.SATURATED,
-    "flat_line": QualityFlag.FLAT,
-    "duplicate": QualityFlag.DUPLICATE,
-    "stall": QualityFlag.STALL | QualityFlag.GAP,
-}
+KIND_FLAG = FAULT_FLAGS
 
 
 @dataclass
