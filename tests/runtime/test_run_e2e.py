@@ -258,6 +258,8 @@ def test_kill_9_leaves_the_hand_to_the_firmware_watchdog_and_a_readable_run_file
     process = _start_armed_replay(exported_model, small_world, hand.port, "--record", run_file)
     try:
         assert hand.wait_for(lambda s: s.state == DeviceState.ACTIVE, timeout=30)
+        time.sleep(1.5)  # the run file flushes at least once a second: let one flush of runtime rows happen
+        assert hand.wait_for(lambda s: s.state == DeviceState.ACTIVE, timeout=10), "not following when killed"
         killed = time.monotonic()
         process.kill()
         safe = hand.wait_for(lambda s: s.state == DeviceState.SAFE, timeout=2.0)
