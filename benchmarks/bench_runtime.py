@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,12 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 FIXTURE = REPO.parent / "shared/fixtures/emg2pose/random_vemg2pose.ckpt"
 
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+from benchmarks.machine import cpu_model
 
 
 def official_size_models(folder: Path, session: Path) -> tuple[Path, Path]:
@@ -144,7 +138,7 @@ def main() -> None:
         print("exporting the official-size model (fp32 + int8) …", flush=True)
         fp32, int8 = official_size_models(folder, session)
         rows = [("official size, fp32", fp32), ("official size, int8", int8)]
-        rows += [(f"{m} ", m) for m in args.model]
+        rows += [(str(m), m) for m in args.model]
         results = []
         for name, model in rows:
             print(f"running {name} for {args.seconds:g} s at 20 Hz …", flush=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model
 from firmware_bridge.session_file import read_session
 from runtime.signal_quality import FAULT_FLAGS, QualityConfig, QualityFlag, SignalQuality
 from training.synth import simulate
@@ -314,16 +314,6 @@ def measure_realistic(seed: int, minutes: float, work: Path) -> str:
                 f"| {100 * on:.1f} % | {100 * other:.1f} % |"
             )
     return "\n".join(rows)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

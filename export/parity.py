@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from runtime.model_contract import CONFIDENCE, EMG, INITIAL_POSE, JOINTS, OUTPUT_NAMES, THETA
+from runtime.model_contract import CONFIDENCE, EMG, INITIAL_POSE, JOINTS, OUTPUT_NAMES, THETA, ParityFigures
 
 THETA_TOLERANCE_RAD = 1e-4
 JOINTS_TOLERANCE_M = 1e-5  # 0.01 mm
 INT8_MPJPE_TOLERANCE_MM = 2.0  # a quantized model is allowed to differ; this much is reported as acceptable
 
 
-@dataclass
-class Parity:
-    windows: int
-    theta_max_abs_rad: float
-    joints_max_abs_mm: float
-    confidence_max_abs: float
-    mpjpe_torch_mm: float | None
-    mpjpe_onnx_mm: float | None
-
-    @property
-    def mpjpe_delta_mm(self) -> float | None:
-        if self.mpjpe_torch_mm is None or self.mpjpe_onnx_mm is None:
-            return None
-        return self.mpjpe_onnx_mm - self.mpjpe_torch_mm
+class Parity(ParityFigures):
+    """The contract's parity record (what the metadata carries and the runtime reads back), with the
+    exporter's pass/fail rule and wording."""
 
     def passes(self, int8: bool = False) -> bool:
         if int8:
@@ -37,7 +26,7 @@ class Parity:
         return self.theta_max_abs_rad <= THETA_TOLERANCE_RAD and self.joints_max_abs_mm <= JOINTS_TOLERANCE_M * 1000
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "mpjpe_delta_mm": self.mpjpe_delta_mm}
+        return asdict(self)
 
     def describe(self) -> str:
         text = (
@@ -90,4 +79,5 @@ def check_parity(
         confidence_max_abs=largest(CONFIDENCE.name),
         mpjpe_torch_mm=mpjpe_torch,
         mpjpe_onnx_mm=mpjpe_onnx,
+        mpjpe_delta_mm=None if mpjpe_torch is None or mpjpe_onnx is None else mpjpe_onnx - mpjpe_torch,
     )

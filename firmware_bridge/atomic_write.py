@@ -35,16 +35,11 @@ def temp_path_for(final: Path) -> Path:
 
 def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
     """Create `folder` if needed and prove a file can be created in it; UserError naming it otherwise."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{what} {folder}: exists and is not a folder")
+    folder = check_writable_dir(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = temp_path_for(folder / "write-probe")
-        probe.touch()
-        probe.unlink()
     except OSError as error:
-        raise UserError(f"{what} {folder}: cannot write there ({error.strerror or error})") from error
+        raise UserError(f"{what} {folder}: cannot create it ({error.strerror or error})") from error
     return folder
 
 

@@ -69,6 +69,7 @@ class LinkStats:
     unsent: int = 0  # commands given while the device was away
     acked: int = 0
     telemetry: int = 0
+    faults: int = 0  # fault reports received (the `faults` deque keeps only the newest 200)
     disconnects: int = 0
     reconnects: int = 0
     rtt_ms: deque = field(default_factory=lambda: deque(maxlen=5000))
@@ -295,6 +296,7 @@ class HandLink:
                     self._cond.notify_all()
         elif isinstance(message, Fault):
             self.faults.append(message)
+            self.stats.faults += 1
 
     def _lose_device(self) -> None:
         with self._state_lock:  # the writer and the reader may both notice

@@ -504,6 +504,10 @@ class SessionWriter:
         group.create_dataset("start_times", data=np.array([g[1] for g in self._gestures], dtype=np.float64))
         group.create_dataset("end_times", data=np.array([g[2] for g in self._gestures], dtype=np.float64))
 
+    def set_attr(self, key: str, value: Any) -> None:
+        """Set a root attribute (e.g. a summary known only at the end of a recording)."""
+        self._file.attrs[key] = value
+
     def flush(self) -> None:
         self._file.flush()
         self._last_flush = time.monotonic()

@@ -11,7 +11,7 @@ Times are seconds on the EMG clock (the hop's last sample), so a replay decides 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -72,9 +72,7 @@ class ConfidenceGate:
         return self.settings.threshold
 
     def set_threshold(self, threshold: float) -> None:
-        self.settings = GateSettings(
-            threshold, self.settings.hysteresis, self.settings.open_dwell_s, self.settings.safe_after_hold_s
-        )
+        self.settings = replace(self.settings, threshold=threshold)
 
     def reset(self) -> None:
         """Forget history (after an e-stop is cleared or the stream restarted): the gate starts closed."""

@@ -11,6 +11,7 @@ an unpaced replay processes every hop (deterministic, for measurement).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -44,6 +45,12 @@ class TimingRing:
     def values(self) -> np.ndarray:
         return self._values[: min(self._count, len(self._values))]
 
+    def recent(self, n: int) -> np.ndarray:
+        """The newest `n` values (fewer at the start), for per-hop statistics that must stay cheap."""
+        count = min(self._count, len(self._values), n)
+        end = self._count % len(self._values)
+        return self._values[np.arange(end - count, end) % len(self._values)]
+
     def __len__(self) -> int:
         return min(self._count, len(self._values))
 
@@ -67,8 +74,12 @@ class LoopStats:
     wall_ended: float = 0.0
 
 
-def _percentile(values: TimingRing, q: float) -> float:
-    return float(np.percentile(values.values(), q)) if len(values) else float("nan")
+RECENT_HOPS = 200  # the telemetry's latency percentiles cover the last 10 s at 20 Hz
+
+
+def _recent_percentiles(values: TimingRing, *qs: float) -> list[float]:
+    recent = values.recent(RECENT_HOPS)
+    return [float(v) for v in np.percentile(recent, qs)] if len(recent) else [float("nan")] * len(qs)
 
 
 class RuntimeLoop:
@@ -242,7 +253,7 @@ class RuntimeLoop:
         silent_ms = (now - self._last_data_wall) * 1000
         decision = self.gate.update(
             GateInput(
-                self._t_emg + (now - self._last_data_wall) if self._t_emg == self._t_emg else 0.0,
+                0.0 if math.isnan(self._t_emg) else self._t_emg + (now - self._last_data_wall),
                 False,
                 f"stream: no samples for {silent_ms:.0f} ms",
                 0.0,
@@ -354,18 +365,23 @@ class RuntimeLoop:
         )
         if self.recorder is not None:
             self.recorder.append_hop(row)
-        if self.telemetry is not None:
+        if self.telemetry is not None and self.telemetry.wants_snapshot():
             self.telemetry.publish(self.snapshot(row, report))
 
     def _check_device_faults(self) -> None:
+        """Log every fault report received since the last hop (counted by the link, so none is missed
+        once its bounded history is full)."""
         if self.link is None:
             return
-        faults = list(self.link.faults)
-        if len(faults) < self._seen_faults:
-            self._seen_faults = 0
-        for fault in faults[self._seen_faults :]:
+        new = self.link.stats.faults - self._seen_faults
+        if new <= 0:
+            return
+        recent = list(self.link.faults)[-new:]
+        if new > len(recent):
+            self._event("device_fault", f"{new - len(recent)} earlier fault reports not kept by the link")
+        for fault in recent:
             self._event("device_fault", f"code {fault.code} detail {fault.detail}")
-        self._seen_faults = len(faults)
+        self._seen_faults += new
 
     def snapshot(self, row: HopRow, report: Any) -> dict[str, Any]:
         """One telemetry hop message; the fields are documented in docs/TELEMETRY.md (keep them in step)."""
@@ -373,6 +389,7 @@ class RuntimeLoop:
         health = self.source.health
         rtt = link.stats.rtt_ms[-1] if link is not None and link.stats.rtt_ms else None
         hop_ms = self.hop_s * 1000.0
+        p50, p99 = _recent_percentiles(s.latency_ms, 50, 99)
         return {
             "t": row.t,
             "hop": row.hop,
@@ -405,8 +422,8 @@ class RuntimeLoop:
             "loop_ms": round(row.loop_ms, 3),
             "duty": round((row.infer_ms + row.loop_ms) / hop_ms, 4),
             "latency_ms": round(row.latency_ms, 3),
-            "latency_ms_p50": round(_percentile(s.latency_ms, 50), 3),
-            "latency_ms_p99": round(_percentile(s.latency_ms, 99), 3),
+            "latency_ms_p50": round(p50, 3),
+            "latency_ms_p99": round(p99, 3),
             "drops": int(getattr(health, "duplicate_samples", 0))
             + int(getattr(health, "backlog_discarded_samples", 0)),
             "missed_hops": s.missed_hops,

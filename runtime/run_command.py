@@ -88,19 +88,6 @@ def _hop_samples(hop_ms: float, rate_hz: float) -> int:
     return round(samples)
 
 
-class _Session:
-    """Everything one run opens, closed in reverse order whatever happens."""
-
-    def __init__(self) -> None:
-        self.stack = contextlib.ExitStack()
-
-    def __enter__(self) -> _Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stack.close()
-
-
 def _open_hand(port: str, hand: HandConfig, stack: contextlib.ExitStack) -> tuple[Any, Any | None]:
     """Open the link (starting the emulated hand for 'sim') and send the hand config as CONFIGURE."""
     from firmware_bridge.link import HandLink
@@ -140,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
         hand.safe_after_hold_s,
     )
     stop = threading.Event()
-    with _Session() as session:
-        stack = session.stack
+    with contextlib.ExitStack() as stack:  # everything the run opens, closed in reverse order whatever happens
         source = open_source(args.source, speed=args.speed)
         stack.callback(source.close)
         _check_source(source, model)
@@ -334,11 +320,13 @@ class _StatusPrinter:
     def event(self, kind: str, detail: str) -> None:
         print(f"[{kind}] {detail}", flush=True)
 
+    def due(self) -> bool:
+        return not self.quiet and time.monotonic() - self._last >= 1.0
+
     def hop(self, snapshot: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if self.quiet or now - self._last < 1.0:
+        if not self.due():
             return
-        self._last = now
+        self._last = time.monotonic()
         reason = f" ({snapshot['gate_reason']})" if snapshot["gate_reason"] else ""
         print(
             f"{snapshot['state']:6s}{reason}  conf {snapshot['confidence']:.2f}/{snapshot['threshold']:.2f}  "
@@ -358,6 +346,10 @@ class _TelemetryTap:
     @property
     def stats(self) -> dict[str, Any]:
         return self.server.stats if self.server is not None else {}
+
+    def wants_snapshot(self) -> bool:
+        """Build the hop snapshot only when a telemetry server or the once-a-second status line takes it."""
+        return self.server is not None or self.status.due()
 
     def publish(self, snapshot: dict[str, Any]) -> None:
         if self.server is not None:

@@ -91,17 +91,21 @@ class RunFileWriter:
         self.rows = 0
 
     def append_emg(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
-        """Raw µV as it arrived; timestamps that do not increase (chunked arrival) are nudged by 1 µs."""
-        stamps = np.array(timestamps, np.float64)
+        """Raw µV as it arrived. Sources hand out strictly increasing timestamps; should one not (a device
+        stamping a whole packet with one arrival time), the repeats are nudged forward by 1 µs, not refused."""
+        stamps = np.asarray(timestamps, np.float64)
+        if not len(stamps):
+            return
         floor = -np.inf if self._last_t is None else self._last_t
-        for i in range(len(stamps)):  # short chunks: a plain loop is cheapest
-            if stamps[i] <= floor:
-                stamps[i] = floor + 1e-6
-                self.nudged_timestamps += 1
-            floor = stamps[i]
-        if len(stamps):
-            self._last_t = float(stamps[-1])
-            self._writer.append_emg(np.asarray(samples, np.float32), stamps)
+        if stamps[0] <= floor or np.any(np.diff(stamps) <= 0):
+            stamps = stamps.copy()
+            for i in range(len(stamps)):
+                if stamps[i] <= floor:
+                    stamps[i] = floor + 1e-6
+                    self.nudged_timestamps += 1
+                floor = stamps[i]
+        self._last_t = float(stamps[-1])
+        self._writer.append_emg(np.asarray(samples, np.float32), stamps)
 
     def append_hop(self, row: HopRow) -> None:
         w, g = self._writer, RUN_GROUP
@@ -135,7 +139,7 @@ class RunFileWriter:
         )
 
     def set_attr(self, key: str, value: Any) -> None:
-        self._writer._file.attrs[key] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+        self._writer.set_attr(key, value if isinstance(value, str | int | float | bool) else json.dumps(value))
 
     def flush(self) -> None:
         self._writer.flush()

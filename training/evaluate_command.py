@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from firmware_bridge.atomic_write import atomic_path, check_writable_dir, write_text_atomic
+from firmware_bridge.atomic_write import check_writable_dir, write_text_atomic
 from firmware_bridge.errors import UserError
 from training import confidence_calibration as calib
 from training.checkpoint_io import CheckpointError
 from training.evaluation import POLICIES, predict
+from training.figures import save_figure
 from training.hand_model import FINGERS, MANO_JOINT_NAMES, forward_kinematics_np
 from training.metrics import ERROR_THRESHOLD_MM, auroc, by_confidence_decile, mpjpe_mm, summary
 from training.model_io import hand_from_dict, load_model_checkpoint, save_model_checkpoint
@@ -280,17 +281,6 @@ def _report(results: dict, meta: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
-
-
 def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -> None:
     import matplotlib
 
@@ -309,7 +299,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     ax.set_xticks(np.arange(len(names)) + 0.4, names, rotation=60, fontsize=7)
     ax.set_ylabel("mm (vs camera labels)")
     ax.legend()
-    _save(fig, out / "mpjpe_per_joint.png")
+    save_figure(fig, out / "mpjpe_per_joint.png")
 
     deciles = results["confidence"]["deciles"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -317,7 +307,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     ax.axhline(ERROR_THRESHOLD_MM, color="r", ls="--", lw=0.8)
     ax.set_xlabel("raw confidence (decile mean)")
     ax.set_ylabel("MPJPE (mm)")
-    _save(fig, out / "error_vs_confidence.png")
+    save_figure(fig, out / "error_vs_confidence.png")
 
     prediction = results["mode2"]["prediction"]
     first = windows.session.numpy() == windows.session.numpy()[0]
@@ -332,4 +322,4 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
         ax.set_ylabel(f"{finger} tip y (mm)")
     axes[0].legend(fontsize=7)
     axes[-1].set_xlabel("time in session (s)")
-    _save(fig, out / "trajectories.png")
+    save_figure(fig, out / "trajectories.png")

@@ -10,10 +10,11 @@ import h5py
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from firmware_bridge.atomic_write import atomic_path, check_writable_file
+from firmware_bridge.atomic_write import check_writable_file
 from firmware_bridge.errors import UserError
 from firmware_bridge.session_file import Session, read_session
 from training.emg2pose_format import Emg2PoseRecording, read_emg2pose_file
+from training.figures import save_figure
 
 
 @dataclass
@@ -124,13 +125,7 @@ def plot_overview(session: Session, summary: SessionSummary, out: Path) -> Path:
     axes[2].set_xlabel("time (s)")
     axes[2].set_ylabel("IK error (mm)")
     twin.set_ylabel("confidence")
-    fig.tight_layout()
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

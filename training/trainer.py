@@ -25,6 +25,7 @@ from tqdm import tqdm
 from firmware_bridge.atomic_write import atomic_path, write_text_atomic
 from firmware_bridge.errors import UserError
 from training.evaluation import DEPLOYABLE, POLICIES, predict
+from training.figures import save_figure
 from training.metrics import mpjpe_mm
 from training.model_io import save_model_checkpoint
 from training.windows import SUPERVISED_INDICES, WindowSet
@@ -347,12 +348,7 @@ def _write_curves(out: Path, history: list[dict[str, Any]]) -> None:
     axes[2].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
-    try:
-        with atomic_path(out / "training_curves.png") as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
+    save_figure(fig, out / "training_curves.png")
 
 
 def _json_safe(value: Any) -> Any:

@@ -17,6 +17,7 @@ stall and backlog is reported as a `StreamEvent` (with its index in the chunk) a
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -95,7 +96,7 @@ class StreamHealth:
         return asdict(self)
 
 
-class EmgSource:
+class EmgSource(ABC):
     """Base class: read loop, checks and bookkeeping. Subclasses implement `_start`, `_poll`, `_close`."""
 
     name: str = "source"
@@ -113,15 +114,17 @@ class EmgSource:
         self._stall_counted = False
 
     # -- what subclasses provide ----------------------------------------------------------------
+    @abstractmethod
     def _start(self) -> None:
-        raise NotImplementedError
+        """Open and start the device or file stream."""
 
+    @abstractmethod
     def _poll(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """What arrived since the last poll, without waiting: (samples (n,C) µV, timestamps, counters)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """Release the device or file (called once)."""
 
     def _next_wait(self, now: float) -> float:
         """How long nothing can arrive (paced replay knows; live sources say one poll step)."""

@@ -23,12 +23,10 @@ import ipaddress
 import time
 
 from firmware_bridge.emg_sources.base import SourceError
-from firmware_bridge.emg_sources.checks import StreamChecker
 from firmware_bridge.emg_sources.sdk import Layout, SdkBoardSource, load_sdk
 from firmware_bridge.emg_sources.units import UV_PER_COUNT, sdk_reports_counts
 
 DEFAULT_ADDRESS = "192.168.4.1"  # the armband's own access point, where the SDK sends (port 4210)
-COUNTER_MODULUS = 256  # grows automatically if the device's counter turns out wider
 
 
 class MindRoveWifiSource(SdkBoardSource):
@@ -53,13 +51,7 @@ class MindRoveWifiSource(SdkBoardSource):
         if ip:
             params.ip_address = ip
         self.converted_from_counts = sdk_reports_counts(sdk.version)
-        checker = StreamChecker(
-            rate_hz=layout.rate_hz,
-            channels=len(layout.emg_rows),
-            counter_modulus=COUNTER_MODULUS,
-            stall_ms=stall_ms,
-            backlog_keep_s=backlog_keep_s,
-        )
+        checker = layout.armband_checker(stall_ms=stall_ms, backlog_keep_s=backlog_keep_s)
         self.address = ip or DEFAULT_ADDRESS
         self.connect_timeout_s = float(connect_timeout_s)
         super().__init__(

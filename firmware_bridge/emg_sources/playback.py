@@ -19,13 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from firmware_bridge.emg_sources.base import SourceError
-from firmware_bridge.emg_sources.checks import StreamChecker
 from firmware_bridge.emg_sources.sdk import Layout, SdkBoardSource, load_sdk
 from firmware_bridge.emg_sources.units import UV_PER_COUNT, looks_like_counts
 
 CHECK_LINES = 500  # lines parsed up front to check the layout and the units
 END_SILENCE_S = 5.0
-COUNTER_MODULUS = 256
 
 
 def _count_lines(path: Path) -> int:
@@ -81,13 +79,7 @@ class PlaybackSource(SdkBoardSource):
         params = sdk.MindRoveInputParams()
         params.file = str(path)
         params.master_board = wifi
-        checker = StreamChecker(
-            rate_hz=layout.rate_hz,
-            channels=len(layout.emg_rows),
-            counter_modulus=COUNTER_MODULUS,
-            stall_ms=stall_ms,
-            backlog_keep_s=backlog_keep_s,
-        )
+        checker = layout.armband_checker(stall_ms=stall_ms, backlog_keep_s=backlog_keep_s)
         super().__init__(
             name=spec,
             sdk=sdk,

@@ -18,6 +18,7 @@ from firmware_bridge.emg_sources.base import EmgSource, SourceError
 from firmware_bridge.emg_sources.checks import StreamChecker
 
 RING_SECONDS = 60  # the SDK keeps this much if the reader falls behind (beyond it: a counted gap)
+ARMBAND_COUNTER_MODULUS = 256  # the WiFi board's package counter; grows automatically if it turns out wider
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,16 @@ class Layout:
             timestamp_row=int(sdk.BoardShim.get_timestamp_channel(board_id)),
             counter_row=int(sdk.BoardShim.get_package_num_channel(board_id)),
             rate_hz=float(sdk.BoardShim.get_sampling_rate(board_id)),
+        )
+
+    def armband_checker(self, *, stall_ms: float, backlog_keep_s: float) -> StreamChecker:
+        """The checks for the WiFi armband's stream (live or played back from its CSV layout)."""
+        return StreamChecker(
+            rate_hz=self.rate_hz,
+            channels=len(self.emg_rows),
+            counter_modulus=ARMBAND_COUNTER_MODULUS,
+            stall_ms=stall_ms,
+            backlog_keep_s=backlog_keep_s,
         )
 
 

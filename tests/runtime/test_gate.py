@@ -96,25 +96,23 @@ def test_shipped_hand_config_maps_clamps_and_becomes_the_firmware_configuration(
 
 
 @pytest.mark.parametrize(
-    ("patch", "named"),
+    ("line", "broken", "named"),
     [
-        ("watchdog_ms = 150", "watchdog_ms"),
-        ('inputs = ["INDEX_MCP_FE", "INDEX_PIP_FE", "INDEX_DIP_FE"]', "not outputs of this model"),
-        ("safe_rad = 0.2", "min_rad ≤ safe_rad ≤ max_rad"),
-        ("max_slew_rad_s = 2.5", "max_slew_rad_s"),
+        ("watchdog_ms = 150", "watchdog_ms = 100000", "watchdog_ms"),
+        (
+            'inputs = ["INDEX_MCP_FE", "INDEX_PIP_FE", "INDEX_DIP_FE"]',
+            'inputs = ["INDEX_FE"]',
+            "not outputs of this model",
+        ),
+        ("safe_rad = 0.2", "safe_rad = 9.0", "min_rad ≤ safe_rad ≤ max_rad"),
+        ("max_slew_rad_s = 2.5", "max_slew_rad_s = -1", "max_slew_rad_s"),
     ],
 )
-def test_bad_hand_config_is_refused_naming_the_key(tmp_path, patch: str, named: str) -> None:
+def test_bad_hand_config_is_refused_naming_the_key(tmp_path, line: str, broken: str, named: str) -> None:
     text = DEFAULT_HAND_CONFIG.read_text()
-    broken = {
-        "watchdog_ms = 150": "watchdog_ms = 100000",
-        'inputs = ["INDEX_MCP_FE", "INDEX_PIP_FE", "INDEX_DIP_FE"]': 'inputs = ["INDEX_FE"]',
-        "safe_rad = 0.2": "safe_rad = 9.0",
-        "max_slew_rad_s = 2.5": "max_slew_rad_s = -1",
-    }[patch]
-    assert patch in text
+    assert line in text
     path = tmp_path / "hand.toml"
-    path.write_text(text.replace(patch, broken, 1))
+    path.write_text(text.replace(line, broken, 1))
     with pytest.raises(HandConfigError, match=named):
         load_hand_config(path, REAL_ANGLES)
     with pytest.raises(HandConfigError, match="no such file"):
@@ -146,3 +144,31 @@ def test_all_zero_rows_reach_the_model_as_the_previous_sample() -> None:
     assert repaired.tolist() == [[5.0, -5.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]
     assert chunk[0].tolist() == [0.0, 0.0], "the caller's (recorded) rows are not modified"
     assert loop.stats.zero_rows_repaired == 3
+
+
+def test_every_device_fault_is_logged_even_past_the_links_bounded_history() -> None:
+    from collections import deque
+    from types import SimpleNamespace
+
+    from firmware_bridge.protocol import Fault
+    from runtime.loop import RuntimeLoop
+
+    link = SimpleNamespace(faults=deque(maxlen=3), stats=SimpleNamespace(faults=0))
+    loop = RuntimeLoop.__new__(RuntimeLoop)
+    loop.link, loop._seen_faults, logged = link, 0, []
+    loop._event = lambda kind, detail: logged.append(detail)
+    for batch in (2, 5, 1):  # the second batch overflows the link's history of 3
+        for _ in range(batch):
+            link.stats.faults += 1
+            link.faults.append(Fault(7, link.stats.faults))
+        loop._check_device_faults()
+    details = [d for d in logged if d.startswith("code")]
+    assert details == [
+        "code 7 detail 1",
+        "code 7 detail 2",
+        "code 7 detail 5",
+        "code 7 detail 6",
+        "code 7 detail 7",
+        "code 7 detail 8",
+    ]
+    assert "2 earlier fault reports not kept by the link" in logged
