@@ -20,10 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_onnx import FIXTURE, official_style_forward
-from training.backbone_io import load_backbone
-from training.hand_model import open_hand_model
-from training.mode2_model import Mode2Model
-from training.windows import SUPERVISED_INDICES
+from training.data.windows import SUPERVISED_INDICES
+from training.hand.open_hand import open_hand_model
+from training.models.backbone_io import load_backbone
+from training.models.mode2_model import Mode2Model
 
 WINDOWS_PER_EPOCH = 1200  # 20 min of data, 2-s windows, 1-s hop
 

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.metadata import build_metadata
 from export.onnx_export import ExportWrapper, export_onnx, graph_summary
 from export.quantize import quantize_int8
-from training.backbone import LEFT_CONTEXT, VEMG2Pose
-from training.backbone_io import load_backbone
-from training.hand_model import open_hand_model
-from training.mode2_model import Mode2Model
-from training.model_io import hand_to_dict
+from training.hand.open_hand import open_hand_model
+from training.models.backbone import LEFT_CONTEXT, VEMG2Pose
+from training.models.backbone_io import load_backbone
+from training.models.checkpoint_meta import BackboneRecord, CheckpointMeta
+from training.models.mode2_model import Mode2Model
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/emg2pose/random_vemg2pose.ckpt"
 
@@ -64,9 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--windows", type=int, default=20)
     args = parser.parse_args()
-    backbone, _ = load_backbone(FIXTURE)
+    backbone, info = load_backbone(FIXTURE)
     model = Mode2Model(backbone, open_hand_model(), backbone_input_scale=50.0).eval()
-    meta = {"kind": "mode2", "hand_model": hand_to_dict(open_hand_model()), "initial_state_policy": "train_mean"}
+    meta = CheckpointMeta(
+        kind="mode2",
+        hand_model=open_hand_model(),
+        backbone=BackboneRecord(kind=info.kind, config=info.config.to_dict()),
+        initial_state_policy="train_mean",
+    )
     rng = np.random.default_rng(0)
     windows = [(rng.normal(0, 60, (1, 8, 1000)) + 2e5).astype(np.float32) for _ in range(args.windows)]
     initial = np.zeros((1, 20), np.float32)

@@ -36,16 +36,17 @@ def official_size_models(folder: Path, session: Path) -> tuple[Path, Path]:
     """Mode 2 around the official-size backbone, saved as a checkpoint and exported by `mode2 export-onnx`."""
     import torch
 
-    from training.backbone_io import load_backbone
-    from training.hand_model import open_hand_model
-    from training.mode2_model import Mode2Model
-    from training.model_io import hand_to_dict, save_model_checkpoint
+    from training.hand.open_hand import open_hand_model
+    from training.models.backbone_io import load_backbone
+    from training.models.checkpoint_meta import CheckpointMeta
+    from training.models.mode2_model import Mode2Model
+    from training.models.model_io import hand_to_dict, save_model_checkpoint
 
     torch.manual_seed(0)
     backbone, info = load_backbone(FIXTURE)
     model = Mode2Model(backbone, open_hand_model(), backbone_input_scale=50.0).eval()
     model.preprocess.std.fill_(50.0)  # µV: a plausible training spread for the z-score
-    meta = {
+    meta_fields = {
         "kind": "mode2",
         "hand_model": hand_to_dict(open_hand_model()),
         "config": {"adapter_init": "geometry", "backbone_input_scale": 50.0},
@@ -60,6 +61,7 @@ def official_size_models(folder: Path, session: Path) -> tuple[Path, Path]:
         "training": {"command": "benchmarks/bench_runtime.py (random fixture weights)"},
         "metrics": {},
     }
+    meta = CheckpointMeta.from_dict(meta_fields, "benchmarks/bench_runtime.py")
     checkpoint = save_model_checkpoint(folder / "official_size.pth", model, meta)
     out = folder / "official_size.onnx"
     export = ["export-onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--data", str(session), "--int8"]

@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import cpu_model
-from firmware_bridge.session_file import read_session
+from firmware_bridge.session import read_session
 from runtime.signal_quality import FAULT_FLAGS, QualityConfig, QualityFlag, SignalQuality
 from training.synth import simulate
 

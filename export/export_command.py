@@ -38,9 +38,10 @@ from export.quantize import quantize_int8
 from firmware_bridge.atomic_write import atomic_path, check_writable_file
 from firmware_bridge.errors import UserError
 from runtime.model_contract import INT8_DYNAMIC, N_ANGLES, ModelMetadata, ModelMetadataError
-from training.checkpoint_io import CheckpointError, sha256_of
-from training.model_io import load_model_checkpoint
-from training.windows import WindowSet, build_windows, load_sessions
+from training.data.windows import WindowSet, build_windows, load_sessions
+from training.models.checkpoint_io import CheckpointError, sha256_of
+from training.models.checkpoint_meta import CheckpointMeta
+from training.models.model_io import load_model_checkpoint
 
 PARITY_WINDOWS = 24
 
@@ -80,7 +81,7 @@ class ParityInputs:
         return check_parity(path, wrapper, self.emg, self.initial, self.target, self.ok)
 
 
-def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     """The model and its metadata; any checkpoint that cannot be rebuilt is a CheckpointError naming it."""
     if path.is_dir():
         raise CheckpointError(f"--checkpoint {path}: is a folder, expected a checkpoint file")
@@ -172,13 +173,12 @@ def run(args: argparse.Namespace) -> int:
     source_sha = sha256_of(args.checkpoint)
     draft = build_metadata(meta, source_sha, opset)
     parsed = check_draft(draft, args.checkpoint)
-    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
     windows = parity_windows(args.data)
-    overlap = set(training.get("train_sessions") or []) & set(windows.keys)
+    overlap = set(meta.training.train_sessions if meta.training else ()) & set(windows.keys)
     if overlap:
         print(f"note: parity windows include training sessions {sorted(overlap)} (fine for parity, not for accuracy)")
     inputs = parity_inputs(windows, parsed.initial_state_mean)
-    wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
+    wrapper = ExportWrapper(model, meta.confidence_calibration)
     print(f"exporting {parsed.model_kind} model from {args.checkpoint} (opset {opset}) …")
     with ExitStack() as stack:  # entered card, int8, model → renamed model, int8, card, only if all succeeded
         card_tmp = stack.enter_context(atomic_path(card_path))

@@ -8,6 +8,7 @@ metadata the runtime would refuse.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -26,9 +27,11 @@ from runtime.model_contract import (
     UNITS,
     WINDOW_SAMPLES,
 )
-from training.hand_model import EMG2POSE_ANGLE_NAMES, MANO_JOINT_NAMES
-from training.mode2_model import MINDROVE_RATE, WINDOW
-from training.windows import HOP
+from training.data.windows import HOP
+from training.hand.angle_map import EMG2POSE_ANGLE_NAMES
+from training.hand.skeleton import MANO_JOINT_NAMES
+from training.models.checkpoint_meta import BackboneRecord, CheckpointMeta, TrainingRecord
+from training.models.mode2_model import MINDROVE_RATE, WINDOW
 
 # the training code keeps its own copies of these numbers; they must be the contract's
 assert (WINDOW, MINDROVE_RATE, HOP) == (WINDOW_SAMPLES, SAMPLING_RATE_HZ, RECOMMENDED_HOP_SAMPLES)
@@ -53,26 +56,49 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
-    """Tensors/arrays from a checkpoint as JSON lists and numbers."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
+def _list(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else list(values)
+
+
+def _dict(table: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if table is None else dict(table)
+
+
+_TRAINING_DATA = ("train_sessions", "val_sessions", "train_minutes", "train_windows", "synthetic", "seed", "command")
+
+
+def _training_data(training: TrainingRecord | None) -> dict[str, Any]:
+    """What the exported model tells about its training data (all null when the checkpoint does not say)."""
+    if training is None:
+        return dict.fromkeys(_TRAINING_DATA)
+    return {
+        "train_sessions": list(training.train_sessions),
+        "val_sessions": list(training.val_sessions),
+        "train_minutes": training.train_minutes,
+        "train_windows": training.train_windows,
+        "synthetic": training.synthetic,
+        "seed": training.seed,
+        "command": training.command,
+    }
+
+
+def _backbone(record: BackboneRecord | None) -> dict[str, Any]:
+    if record is None:
+        return {}
+    return {"kind": record.kind, "sha256": record.sha256, "config": dict(record.config)}
 
 
 def build_metadata(
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     source_sha256: str,
     opset: int,
     parity: dict[str, Any] | None = None,
     quantization: str = "none",
 ) -> dict[str, Any]:
-    training = meta.get("training") or {}
-    normalisation = meta.get("normalisation") or {}
-    hand_model = meta.get("hand_model")
+    normalisation = meta.normalisation
     return {
         "metadata_version": METADATA_VERSION,
-        "model_kind": meta.get("kind"),
+        "model_kind": meta.kind,
         "input": {
             "name": EMG.name,
             "shape": EMG.as_json(),
@@ -83,8 +109,8 @@ def build_metadata(
             "window_seconds": WINDOW_SAMPLES / SAMPLING_RATE_HZ,
             "recommended_hop_samples": RECOMMENDED_HOP_SAMPLES,
             "units": UNITS,
-            "preprocessing_in_graph": normalisation.get("method", ""),
-            "normalisation_std_uv": _plain(normalisation.get("std")),
+            "preprocessing_in_graph": normalisation.method if normalisation else "",
+            "normalisation_std_uv": list(normalisation.std) if normalisation else None,
         },
         "initial_pose_input": {
             "name": INITIAL_POSE.name,
@@ -96,9 +122,9 @@ def build_metadata(
             f"window's '{INITIAL_POSE.name}' when the hop is exactly recommended_hop_samples; otherwise use "
             "initial_state_mean",
         },
-        "initial_state_policy": meta.get("initial_state_policy", "train_mean"),
-        "initial_state_mean": _plain(meta.get("initial_state_mean")),
-        "initial_state_eval_mpjpe_mm": meta.get("initial_state_eval_mpjpe_mm"),
+        "initial_state_policy": meta.initial_state_policy or "train_mean",
+        "initial_state_mean": _list(meta.initial_state_mean),
+        "initial_state_eval_mpjpe_mm": _dict(meta.initial_state_eval_mpjpe_mm),
         "outputs": {
             THETA.name: {"shape": THETA.as_json(), "units": "rad", "meaning": "MANO pose, 15 joints × axis-angle"},
             JOINTS.name: {
@@ -116,27 +142,16 @@ def build_metadata(
                 "shape": CONFIDENCE.as_json(),
                 "units": "probability",
                 "meaning": "calibrated P(mean joint error ≤ 20 mm)"
-                if meta.get("confidence_calibration")
+                if meta.confidence_calibration
                 else "uncalibrated confidence score in [0,1]",
             },
         },
         "joint_names": list(MANO_JOINT_NAMES),
-        "hand_model": hand_model.get("source", "") if isinstance(hand_model, dict) else "",
-        "training_data": {
-            k: training.get(k)
-            for k in (
-                "train_sessions",
-                "val_sessions",
-                "train_minutes",
-                "train_windows",
-                "synthetic",
-                "seed",
-                "command",
-            )
-        },
-        "validation": meta.get("metrics") or {},
-        "confidence_calibration": meta.get("confidence_calibration"),
-        "backbone": {k: v for k, v in (meta.get("backbone") or {}).items() if k in ("kind", "sha256", "config")},
+        "hand_model": meta.hand_model.source,
+        "training_data": _training_data(meta.training),
+        "validation": meta.metrics.to_dict() if meta.metrics else {},
+        "confidence_calibration": _dict(meta.confidence_calibration),
+        "backbone": _backbone(meta.backbone),
         "software_version": software_version(),
         "source_checkpoint_sha256": source_sha256,
         "opset": opset,

@@ -14,6 +14,7 @@ the rest (`benchmarks/bench_onnx.py` measures it on and off).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from firmware_bridge.errors import UserError
 from runtime.model_contract import BATCH, INPUT_NAMES, INPUTS, METADATA_KEY, OUTPUT_NAMES
+from training.models.checkpoint_meta import CheckpointMeta
 
 OPSET = 17
 # the opsets this exporter can write the model in: below 12 some ops have no ONNX form (einsum, a
@@ -58,7 +60,7 @@ class PiecewiseLinear(nn.Module):
 
 
 class ExportWrapper(nn.Module):
-    def __init__(self, model: nn.Module, calibration: dict[str, list[float]] | None) -> None:
+    def __init__(self, model: nn.Module, calibration: Mapping[str, Any] | None) -> None:
         super().__init__()
         self.model = model.eval()
         usable = calibration and len(calibration.get("x", [])) >= 2
@@ -72,10 +74,10 @@ class ExportWrapper(nn.Module):
 
 
 def export_onnx(
-    model: nn.Module, meta: dict[str, Any], out: Path, metadata: dict[str, Any], opset: int = OPSET
+    model: nn.Module, meta: CheckpointMeta, out: Path, metadata: dict[str, Any], opset: int = OPSET
 ) -> Path:
     """Trace the model once into `out` (a temporary file of the caller's) and attach `metadata`."""
-    wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
+    wrapper = ExportWrapper(model, meta.confidence_calibration)
     example = tuple(torch.zeros(2, *spec.shape[1:]) for spec in INPUTS)
     dynamic = {name: {0: BATCH} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     with torch.no_grad():

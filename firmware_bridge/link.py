@@ -10,6 +10,15 @@ acknowledged is sent again, since a device that rebooted came back with its defa
 
 The link never sends anything by itself (no background heartbeat): if the caller's loop hangs, the device
 must hear nothing, so its watchdog eases the hand to the safe pose. Heartbeats are the caller's job.
+
+Threads and the serial handle — one rule. `_lock` guards the handle `_serial` (which port, if any, is
+installed) and every write to it: a sender, the reconnect (install + resend the configuration) and
+`close()` (detach) each hold it. Reads need no lock (a serial port reads and writes at once; the reader
+only snapshots which port is installed, so a sender blocked in a write never stops it draining), but a port
+is closed only by the reader thread, or by `close()` after the reader has stopped: a sender whose write
+fails only detaches the port, and the reader closes the port it was reading once it sees it detached.
+So no thread ever reads or writes a closed handle. `_cond` is separate: it guards the ack bookkeeping
+(`_pending`, `_acks`, `_config*`); `_cond` may be taken while holding `_lock`, never the other way round.
 """
 
 from __future__ import annotations
@@ -76,6 +85,11 @@ class LinkStats:
     last_reconnect_s: float | None = None  # time from losing the device to talking to it again
 
 
+def _close_quietly(port: serial.SerialBase) -> None:
+    with contextlib.suppress(serial.SerialException, OSError):
+        port.close()
+
+
 def _now_us() -> int:
     return (time.monotonic_ns() // 1000) & 0xFFFFFFFF
 
@@ -122,11 +136,10 @@ class HandLink:
         self._pending: dict[int, float] = {}
         self._acks: dict[int, Telemetry] = {}
         self._cond = threading.Condition()
-        self._write_lock = threading.Lock()
-        self._closing = False
+        self._lock = threading.Lock()  # the serial handle: see the module docstring
+        self._closed = threading.Event()
         self._lost_at: float | None = None
         self._thread: threading.Thread | None = None
-        self._state_lock = threading.Lock()
         self._config: Configure | None = None  # the last CONFIGURE the device acknowledged
         self._config_seq: int | None = None
         self._config_sent: Configure | None = None
@@ -159,11 +172,11 @@ class HandLink:
 
     # -- sending ---------------------------------------------------------------------------------
     def _send(self, message: Message) -> int | None:
-        with self._write_lock:
+        with self._lock:
             return self._send_locked(message)
 
     def _send_locked(self, message: Message) -> int | None:
-        """Frame and write `message`; the caller holds `self._write_lock`."""
+        """Frame and write `message`; the caller holds `self._lock`."""
         seq = self._seq
         self._seq = (self._seq + 1) & 0xFFFF
         stamp = _now_us()
@@ -180,7 +193,7 @@ class HandLink:
             port.write(encode(message, seq, stamp))
         except (serial.SerialException, OSError):
             self.stats.unsent += 1
-            self._lose_device()
+            self._detach_locked(port)  # the reader thread closes it
             return None
         self.stats.sent += 1
         return seq
@@ -211,7 +224,7 @@ class HandLink:
     def configure(self, watchdog_ms: int, limits: Sequence[JointLimit]) -> int | None:
         """Replace the device's watchdog and per-joint limits (it refuses while ACTIVE: a FAULT, no ack).
         Once acknowledged, the same configuration is re-sent after every reconnect."""
-        with self._write_lock:
+        with self._lock:
             return self._send_config_locked(Configure(watchdog_ms, tuple(limits)))
 
     def _send_config_locked(self, message: Configure) -> int | None:
@@ -234,43 +247,69 @@ class HandLink:
 
     # -- receiving -------------------------------------------------------------------------------
     def _run(self) -> None:
+        """The reader thread: decode what arrives, close ports that died, reopen (if `reconnect`)."""
+        port: serial.SerialBase | None = None  # the port this thread reads; only it closes it while open
         backoff = 0.02
-        while not self._closing:
-            port = self._serial
+        while not self._closed.is_set():
+            installed = self._serial  # a snapshot; no lock, so a sender blocked in write() never stalls reading
+            if installed is not port:  # a sender detached ours (its write failed): close it here
+                if port is not None:
+                    _close_quietly(port)
+                port = installed
             if port is None:
                 if not self.reconnect:
-                    time.sleep(0.05)
+                    self._closed.wait(0.05)
                     continue
-                try:
-                    port = _open_serial(self.port, self.baudrate)
-                except LinkError as error:
-                    self.reconnect_error = str(error)
-                    time.sleep(backoff)
+                port = self._reopen()
+                if port is None:
+                    self._closed.wait(backoff)
                     backoff = min(0.25, backoff * 1.5)
-                    continue
-                backoff = 0.02
-                self.reconnect_error = None
-                self.decoder = FrameDecoder()
-                with self._write_lock:  # nothing may reach the device before its configuration
-                    self._serial = port
-                    if self._config is not None:  # it may have rebooted with its default limits
-                        self._send_config_locked(self._config)
-                self.stats.reconnects += 1
-                self.connected.set()
+                else:
+                    backoff = 0.02
                 continue
             try:
                 data = port.read(max(1, port.in_waiting))
-            except (serial.SerialException, OSError, TypeError):
-                self._lose_device()
+            except (serial.SerialException, OSError):
+                with self._lock:
+                    self._detach_locked(port)
+                _close_quietly(port)
+                port = None
                 continue
             if data:
-                for frame in self.decoder.feed(data):
-                    self._on_frame(frame.message, frame.timestamp_us)
-                if self.decoder.last_bad_version is not None and self.version_error is None:
-                    self.version_error = (
-                        f"the device on {self.port} speaks protocol version {self.decoder.last_bad_version}; "
-                        f"this host speaks version {PROTOCOL_VERSION}"
-                    )
+                self._on_bytes(data)
+        with self._lock:
+            if port is not None and port is not self._serial:  # detached but not yet closed
+                _close_quietly(port)
+
+    def _reopen(self) -> serial.SerialBase | None:
+        """Open the port again and install it, re-sending the acknowledged configuration before anything
+        else can be written; None if the device is still away (or the link is closing)."""
+        try:
+            port = _open_serial(self.port, self.baudrate)
+        except LinkError as error:
+            self.reconnect_error = str(error)
+            return None
+        with self._lock:
+            if self._closed.is_set():
+                _close_quietly(port)
+                return None
+            self.reconnect_error = None
+            self.decoder = FrameDecoder()
+            self._serial = port
+            if self._config is not None:  # it may have rebooted with its default limits
+                self._send_config_locked(self._config)
+            self.stats.reconnects += 1
+            self.connected.set()
+        return port
+
+    def _on_bytes(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            self._on_frame(frame.message, frame.timestamp_us)
+        if self.decoder.last_bad_version is not None and self.version_error is None:
+            self.version_error = (
+                f"the device on {self.port} speaks protocol version {self.decoder.last_bad_version}; "
+                f"this host speaks version {PROTOCOL_VERSION}"
+            )
 
     def _on_frame(self, message: Message, echoed_us: int) -> None:
         if isinstance(message, Telemetry):
@@ -298,15 +337,14 @@ class HandLink:
             self.faults.append(message)
             self.stats.faults += 1
 
-    def _lose_device(self) -> None:
-        with self._state_lock:  # the writer and the reader may both notice
-            port, self._serial = self._serial, None
-        if port is not None:
-            self.stats.disconnects += 1
-            self._lost_at = time.monotonic()
-            self.connected.clear()
-            with contextlib.suppress(serial.SerialException, OSError):
-                port.close()
+    def _detach_locked(self, port: serial.SerialBase | None) -> None:
+        """`port` stopped working: uninstall it (if still installed) without closing it. Caller holds `_lock`."""
+        if port is None or self._serial is not port:
+            return  # another thread noticed first
+        self._serial = None
+        self.stats.disconnects += 1
+        self._lost_at = time.monotonic()
+        self.connected.clear()
 
     @property
     def is_connected(self) -> bool:
@@ -316,19 +354,23 @@ class HandLink:
     def state(self) -> str:
         """ "connected", "reconnecting" (device gone, reopening with backoff), "disconnected" (gone and
         `reconnect=False`) or "closed"."""
-        if self._closing:
+        if self._closed.is_set():
             return "closed"
         if self._serial is not None:
             return "connected"
         return "reconnecting" if self.reconnect else "disconnected"
 
     def close(self) -> None:
-        self._closing = True
-        if self._thread is not None:
-            self._thread.join(timeout=1)
-        port, self._serial = self._serial, None
+        """Stop the reader, then close the port. Safe from any thread, at any time, more than once: a
+        send in flight finishes first (it holds `_lock`); later sends find no port and count as unsent."""
+        self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        with self._lock:
+            port, self._serial = self._serial, None
+            self.connected.clear()
         if port is not None:
-            port.close()
+            _close_quietly(port)
 
     def __enter__(self) -> HandLink:
         return self

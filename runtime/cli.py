@@ -31,22 +31,31 @@ COMMANDS: dict[str, Command] = {
     "simulate": Command(
         "training.synth.cli", "write synthetic sessions (EMG + hand labels) from the physiological world", "train"
     ),
-    "inspect": Command("training.inspect_command", "summarise session .h5 files (rates, RMS, label quality)", "train"),
+    "inspect": Command(
+        "training.commands.inspect_command", "summarise session .h5 files (rates, RMS, label quality)", "train"
+    ),
     "inspect-checkpoint": Command(
-        "training.inspect_checkpoint_command", "say what a checkpoint file is and what it expects", "train"
+        "training.commands.inspect_checkpoint_command", "say what a checkpoint file is and what it expects", "train"
     ),
     "pretrain-backbone": Command(
-        "training.pretrain_command", "train the stand-in vemg2pose backbone on the synthetic 16-ch world", "train"
+        "training.commands.pretrain_command",
+        "train the stand-in vemg2pose backbone on the synthetic 16-ch world",
+        "train",
     ),
-    "train": Command("training.train_command", "train the Mode 2 transfer model (or the direct baseline)", "train"),
+    "train": Command(
+        "training.commands.train_command", "train the Mode 2 transfer model (or the direct baseline)", "train"
+    ),
     "evaluate": Command(
-        "training.evaluate_command", "evaluate checkpoints on held-out sessions against baselines", "train"
+        "training.commands.evaluate_command", "evaluate checkpoints on held-out sessions against baselines", "train"
     ),
     "export-onnx": Command(
         "export.export_command", "export a checkpoint to a self-contained, parity-checked ONNX", "train"
     ),
     "run": Command(
         "runtime.run_command", "drive the hand: EMG stream → ONNX model → confidence gate → serial", "device"
+    ),
+    "dashboard": Command(
+        "tui.dashboard_command", "watch the hand: a live runtime, a recorded run file, or the demo chain", "device"
     ),
     "hand-sim": Command(
         "firmware_bridge.hand_sim_command", "run the emulated hand (C firmware) on a pseudo-terminal", "device"

@@ -115,7 +115,11 @@ def _find_mpjpe(metrics: dict) -> float | None:
 def _default_backbone(available: dict[str, object]) -> str:
     """The shipped stand-in backbone's path, asked of the training side in its own process."""
     probe = subprocess.run(
-        [sys.executable, "-c", "from training.backbone import default_backbone_path; print(default_backbone_path())"],
+        [
+            sys.executable,
+            "-c",
+            "from training.models.backbone import default_backbone_path; print(default_backbone_path())",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -82,6 +82,18 @@ def _recent_percentiles(values: TimingRing, *qs: float) -> list[float]:
     return [float(v) for v in np.percentile(recent, qs)] if len(recent) else [float("nan")] * len(qs)
 
 
+def _outcome_kind(outcome: Outcome) -> str:
+    """The event kind of a control outcome (docs/TELEMETRY.md): what changed, or `control_refused`."""
+    if not outcome.ok:
+        return "control_refused"
+    command, detail = outcome.request.command, outcome.detail
+    if command == "estop":
+        return "estop_latched" if detail.startswith("e-stop latched") else "control"
+    if command == "clear_estop":
+        return "estop_cleared" if detail.startswith("e-stop cleared") else "control"
+    return {"arm": "armed", "disarm": "disarmed", "set_threshold": "threshold"}.get(command, "control")
+
+
 class RuntimeLoop:
     def __init__(
         self,
@@ -127,6 +139,8 @@ class RuntimeLoop:
         self._last_data_wall = time.monotonic()
         self._last_hop_wall = time.monotonic()
         self._t_emg = float("nan")
+        self._link_state = "connected"
+        self._stalled = False
         self._seen_faults = 0
         self._hop_index = 0
 
@@ -134,6 +148,7 @@ class RuntimeLoop:
     def run(self) -> LoopStats:
         self.stats.wall_started = time.monotonic()
         self.source.start()
+        ending = "stop requested"
         try:
             while not self.stop.is_set():
                 self._apply_controls()
@@ -141,15 +156,18 @@ class RuntimeLoop:
                 if chunk is not None and (len(chunk.samples) or chunk.events):
                     self._ingest(chunk)
                 elif getattr(self.source, "finished", False):
-                    self.on_event("end", "end of the recording reached")
+                    ending = "end of the recording reached"
+                    self.on_event("end", ending)
                     break
                 else:
                     self._maybe_stall_tick()
                 if self.duration_s is not None and self._elapsed() >= self.duration_s:
-                    self.on_event("end", f"--duration {self.duration_s:g} s reached")
+                    ending = f"--duration {self.duration_s:g} s reached"
+                    self.on_event("end", ending)
                     break
         finally:
             self.stats.wall_ended = time.monotonic()
+            self._event("stopping", f"runtime stopping: {ending}; the hand is sent to its safe pose")
         return self.stats
 
     def _elapsed(self) -> float:
@@ -166,7 +184,9 @@ class RuntimeLoop:
     def _log_outcome(self, outcome: Outcome) -> None:
         request = outcome.request
         detail = f"{request.command} from {request.origin}: {'ok' if outcome.ok else 'refused'} — {outcome.detail}"
-        self._event("control", detail)
+        kind = _outcome_kind(outcome)
+        data = {"value": self.gate.threshold} if kind == "threshold" else None
+        self._event(kind, detail, data)
         if request.command == "estop" and outcome.ok:
             self.stats.estops += 1
             self._send_estop()
@@ -177,12 +197,14 @@ class RuntimeLoop:
         if request.reply is not None and self.telemetry is not None:
             self.telemetry.acknowledge(request.reply, outcome.ok, outcome.detail)
 
-    def _event(self, kind: str, detail: str) -> None:
+    def _event(self, kind: str, detail: str, data: dict[str, Any] | None = None) -> None:
+        """One thing that happened between hops: the status line, the run file and telemetry (event kinds in
+        docs/TELEMETRY.md)."""
         self.on_event(kind, detail)
         if self.recorder is not None:
             self.recorder.log_event(time.time(), self._t_emg, kind, detail)
         if self.telemetry is not None:
-            self.telemetry.publish_event(kind, detail)
+            self.telemetry.publish_event(kind, detail, data)
 
     def _send_estop(self) -> None:
         """E-stop reaches the device at once, not at the next hop; called again every hop while latched, it
@@ -199,6 +221,7 @@ class RuntimeLoop:
     # -- acquire and quality ---------------------------------------------------------------------
     def _ingest(self, chunk: Any) -> None:
         self._last_data_wall = time.monotonic()
+        self._stalled = False
         samples, stamps = chunk.samples, chunk.timestamps
         self.stats.samples += len(samples)
         if self.recorder is not None and len(samples):
@@ -251,6 +274,9 @@ class RuntimeLoop:
         self.stats.stall_ticks += 1
         self._last_hop_wall = now
         silent_ms = (now - self._last_data_wall) * 1000
+        if not self._stalled:
+            self._stalled = True
+            self._event("stream_stall", f"no EMG samples for {silent_ms:.0f} ms: gate closed until they return")
         decision = self.gate.update(
             GateInput(
                 0.0 if math.isnan(self._t_emg) else self._t_emg + (now - self._last_data_wall),
@@ -335,6 +361,7 @@ class RuntimeLoop:
         telemetry = link.latest if link is not None else None
         health = self.source.health
         self._check_device_faults()
+        self._check_link_state()
         row = HopRow(
             t=t,
             hop=self._hop_index,
@@ -367,6 +394,16 @@ class RuntimeLoop:
             self.recorder.append_hop(row)
         if self.telemetry is not None and self.telemetry.wants_snapshot():
             self.telemetry.publish(self.snapshot(row, report))
+
+    def _check_link_state(self) -> None:
+        state = "none" if self.link is None else str(self.link.state)
+        if state == self._link_state:
+            return
+        if state == "reconnecting":
+            self._event("link_lost", "serial link lost: reconnecting (commands held until it is back)")
+        elif state == "connected" and self._link_state == "reconnecting":
+            self._event("link_restored", f"serial link restored (reconnect {self.link.stats.reconnects})")
+        self._link_state = state
 
     def _check_device_faults(self) -> None:
         """Log every fault report received since the last hop (counted by the link, so none is missed

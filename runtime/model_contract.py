@@ -118,6 +118,21 @@ class ModelMetadata:
     software_version: str
     parity: ParityFigures | None
 
+    def summary(self) -> dict[str, Any]:
+        """What a telemetry hello says about the model (docs/TELEMETRY.md); the live runtime and a replayed
+        run file both build it here."""
+        return {
+            "kind": self.model_kind,
+            "rate_hz": self.sampling_rate_hz,
+            "window": self.window_samples,
+            "channels": self.channels,
+            "channel_order": list(self.channel_order),
+            "units": self.units,
+            "quantization": self.quantization,
+            "validation_mpjpe_mm": self.validation_mpjpe_mm,
+            "confidence_calibrated": self.confidence_calibrated,
+        }
+
     @property
     def window_seconds(self) -> float:
         return self.window_samples / self.sampling_rate_hz

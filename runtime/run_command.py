@@ -252,17 +252,7 @@ def _hello(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, hop: 
         "model": {
             "path": str(model.path),
             "sha256": model.sha256,
-            "metadata": {
-                "kind": meta.model_kind,
-                "rate_hz": meta.sampling_rate_hz,
-                "window": meta.window_samples,
-                "channels": meta.channels,
-                "channel_order": list(meta.channel_order),
-                "units": meta.units,
-                "quantization": meta.quantization,
-                "validation_mpjpe_mm": meta.validation_mpjpe_mm,
-                "confidence_calibrated": meta.confidence_calibrated,
-            },
+            "metadata": meta.summary(),
         },
         "hand": {
             "name": hand.name,
@@ -356,9 +346,9 @@ class _TelemetryTap:
             self.server.publish(snapshot)
         self.status.hop(snapshot)
 
-    def publish_event(self, kind: str, detail: str) -> None:
+    def publish_event(self, kind: str, detail: str, data: dict[str, Any] | None = None) -> None:
         if self.server is not None:
-            self.server.publish_event(kind, detail)
+            self.server.publish_event(kind, detail, data)
 
     def poll_control(self) -> list[Any]:
         return self.server.poll_control() if self.server is not None else []

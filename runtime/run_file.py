@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.errors import UserError
-from firmware_bridge.session_file import SessionWriter
+from firmware_bridge.session import SessionWriter
 
 RUN_GROUP = "runtime"
 REASON_BYTES = 160

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_bridge.session_file import read_session
+from firmware_bridge.session import read_session
 
 MAX_LABEL_GAP_S = 0.1
 UPSAMPLE = 4  # the model's internal 500 Hz → 2 kHz

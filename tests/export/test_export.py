@@ -21,7 +21,7 @@ from export.onnx_export import ExportWrapper
 from runtime.cli import main
 from runtime.model_contract import INPUT_NAMES, OUTPUT_NAMES, ModelMetadataError
 from runtime.model_metadata import load_model, read_model_metadata, validate_metadata
-from training.model_io import load_model_checkpoint
+from training.models.model_io import load_model_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_metadata_and_checker(exported: Path, checkpoints: Path) -> None:
 
 def test_parity_and_dynamic_batch(exported: Path, checkpoints: Path) -> None:
     model, meta = load_model_checkpoint(checkpoints / "transfer_mode2_best.pth")
-    wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
+    wrapper = ExportWrapper(model, meta.confidence_calibration)
     g = torch.Generator().manual_seed(3)
     emg = torch.randn(3, 8, 1000, generator=g) * 80 + 2e5
     initial = torch.rand(3, 20, generator=g) * 0.3
@@ -92,7 +92,7 @@ def test_int8_file_describes_itself_not_the_fp32_model(exported: Path, checkpoin
     model, meta = load_model_checkpoint(checkpoints / "transfer_mode2_best.pth")
     windows = export_command.parity_windows([str(small_world / "s01_r03.h5")])
     inputs = export_command.parity_inputs(windows, fp32.meta.initial_state_mean)
-    wrapper = ExportWrapper(model, meta.get("confidence_calibration"))
+    wrapper = ExportWrapper(model, meta.confidence_calibration)
     for loaded in (fp32, int8):
         again = inputs.check(loaded.path, wrapper).to_dict()
         recorded = loaded.meta.raw["parity"]
@@ -238,3 +238,26 @@ def test_device_extra_alone_runs_the_exported_model(exported: Path, small_world:
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (tmp_path / "run.h5").is_file()
     assert summary["hops"] > 50 and summary["commands_acked"] == summary["commands_sent"] > 0
+    # and the dashboard, from the installed package (its stylesheet is package data), replaying that run file
+    dashboard = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from tui.app import DashboardApp
+        from tui.replay_feed import ReplayFeed
+
+        async def main():
+            app = DashboardApp(ReplayFeed({str(tmp_path / "run.h5")!r}, speed=8.0))
+            async with app.run_test(size=(80, 24)) as pilot:
+                for _ in range(200):
+                    await pilot.pause(0.05)
+                    if app.latest is not None and app.latest["hop"] > 20:
+                        break
+                print("HOP", app.latest["hop"] if app.latest else None, "torch" in sys.modules)
+
+        asyncio.run(main())
+        """
+    )
+    shown = subprocess.run([str(python), "-c", dashboard], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    hop, torch_loaded = shown.stdout.split()[1:]
+    assert int(hop) > 20 and torch_loaded == "False", shown.stdout

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ from runtime.model_contract import (
     TensorSpec,
 )
 from runtime.model_metadata import LoadedModel, load_model, read_model_metadata, validate_metadata
+from training.hand.open_hand import open_hand_model
+from training.models.checkpoint_meta import (
+    BackboneRecord,
+    CheckpointMeta,
+    Normalisation,
+    TrainingRecord,
+    ValidationMetrics,
+)
 
 SHA = "ab" * 32
 PARITY = {
@@ -48,22 +57,25 @@ PARITY = {
 }
 
 
-def checkpoint_meta(**overrides: Any) -> dict[str, Any]:
+def checkpoint_meta(**overrides: Any) -> CheckpointMeta:
     """What a Mode 2 checkpoint's metadata holds, as far as the exporter reads it."""
-    meta: dict[str, Any] = {
-        "kind": "mode2",
-        "normalisation": {"method": "detrend, then z-score", "std": [90.0, 140.0, 50.0, 60.0, 70.0, 80.0, 55.0, 65.0]},
-        "initial_state_policy": "train_mean",
-        "initial_state_mean": [0.01 * i for i in range(20)],
-        "initial_state_eval_mpjpe_mm": {"neutral": 31.3, "train_mean": 26.3, "feedback": 27.8},
-        "training": {"train_sessions": ["s01/r01"], "val_sessions": ["s01/r03"], "synthetic": True},
-        "metrics": {"val_mpjpe_mm": 26.3, "val_mpjpe_median_mm": 26.1},
-        "confidence_calibration": {"x": [0.1, 0.5, 0.9], "y": [0.2, 0.6, 0.95]},
-        "backbone": {"kind": "standin_backbone", "sha256": SHA},
-        "hand_model": {"source": "open"},
-    }
-    meta.update(overrides)
-    return meta
+    meta = CheckpointMeta(
+        kind="mode2",
+        hand_model=replace(open_hand_model(), source="open"),
+        normalisation=Normalisation(
+            method="detrend, then z-score", std=(90.0, 140.0, 50.0, 60.0, 70.0, 80.0, 55.0, 65.0)
+        ),
+        initial_state_policy="train_mean",
+        initial_state_mean=tuple(0.01 * i for i in range(20)),
+        initial_state_eval_mpjpe_mm={"neutral": 31.3, "train_mean": 26.3, "feedback": 27.8},
+        training=TrainingRecord(train_sessions=("s01/r01",), val_sessions=("s01/r03",), synthetic=True),
+        metrics=ValidationMetrics(val_mpjpe_mm=26.3, val_mpjpe_median_mm=26.1, val_loss=0.05, epoch=10),
+        confidence_calibration={"x": [0.1, 0.5, 0.9], "y": [0.2, 0.6, 0.95]},
+        backbone=BackboneRecord(kind="standin_backbone", sha256=SHA, config={}),
+    )
+    if overrides.get("initial_state_mean") is not None:
+        overrides["initial_state_mean"] = tuple(overrides["initial_state_mean"])
+    return meta.with_(**overrides)
 
 
 def good_doc(**overrides: Any) -> dict[str, Any]:

@@ -147,10 +147,12 @@ def test_heartbeats_keep_the_hand_holding(hand: HandSimProcess, link: HandLink) 
     ack = link.wait_ack(link.send_command([0.8] * 6, active=False, confidence=0.1), 1.0)
     assert ack.state == DeviceState.HOLD, "a closed gate holds the last active targets"
     since_ms = hand.latest().time_ms
-    held_from = time.monotonic()
-    while time.monotonic() - held_from < 0.45:  # three watchdog periods of heartbeats only, at 100 Hz
+    until_ms = since_ms + 450  # three watchdog periods of heartbeats only, one per 10 ms of device time
+    deadline = time.monotonic() + 5.0
+    while (now_ms := hand.latest().time_ms) < until_ms and time.monotonic() < deadline:
         link.heartbeat()
-        time.sleep(0.01)
+        hand.wait_for(lambda s, after=now_ms + 10: s.time_ms >= after, 0.05)
+    assert hand.latest().time_ms >= until_ms, "the device clock did not advance 450 ms within 5 s"
     window = [s for s in list(hand.history) if s.time_ms > since_ms]
     assert len(window) > 10 and all(s.state == DeviceState.HOLD for s in window), "never dropped to SAFE"
 

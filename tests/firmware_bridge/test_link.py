@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cobs import cobs
 
+from firmware_bridge.hand_sim import HandSimProcess
 from firmware_bridge.link import HandLink, LinkError, PortNotFound, ProtocolVersionMismatch
 from firmware_bridge.protocol import Configure, Fault, FrameDecoder, JointLimit, Telemetry, encode_body
 
@@ -214,3 +215,64 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
 def test_silent_device_gets_a_clear_error() -> None:
     with pytest.raises(LinkError, match="no answer from loop://"):
         HandLink.open("loop://", timeout=0.3)  # a pyserial URL: echoes our own frames, never answers
+
+
+@pytest.mark.parametrize("close_while", ["connected", "reconnecting"])
+def test_send_close_and_reconnect_from_many_threads_never_raise_or_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, close_while: str
+) -> None:
+    """Four threads send (commands, heartbeats, configurations) while the emulated hand (the C firmware on a
+    real pty) is unplugged and plugged back in twice, then `close()` runs from another thread mid-send (with
+    the hand there, or unplugged again while the link reopens it). Every thread must finish within its
+    bound (no deadlock) and none may raise, the reader included."""
+    crashes: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    path = tmp_path / "hand"
+    hand = HandSimProcess(path, watchdog_ms=150).start()
+    link = HandLink.open(hand.port)
+    limits = [JointLimit(0, 1600, 3500, 150)] * 6
+
+    def sender(kind: int) -> None:
+        try:
+            while not stop.is_set():
+                if kind == 0:
+                    link.send_command([0.5] * 6, active=True, confidence=1.0)
+                elif kind == 1:
+                    link.heartbeat()
+                elif kind == 2:
+                    link.configure(150, limits)
+                else:
+                    link.wait_ack(link.send_command_mrad([300] * 6, active=False, confidence=0.2), 0.05)
+        except BaseException as error:  # any exception at all is the failure under test
+            errors.append(error)
+
+    senders = [threading.Thread(target=sender, args=(k,), daemon=True) for k in range(4)]
+    try:
+        for thread in senders:
+            thread.start()
+        for _ in range(2):
+            assert _wait_until(lambda: link.stats.sent > 20 + link.stats.unsent, timeout=5.0)
+            hand.unplug()
+            assert _wait_until(lambda: link.state == "reconnecting", timeout=5.0)
+            hand = HandSimProcess(path, watchdog_ms=150).start()
+            assert _wait_until(lambda: link.state == "connected", timeout=5.0), link.reconnect_error
+        if close_while == "reconnecting":
+            hand.unplug()
+            assert _wait_until(lambda: link.reconnect_error is not None, timeout=5.0)
+        closer = threading.Thread(target=link.close, daemon=True)
+        closer.start()
+        closer.join(timeout=5.0)
+        assert not closer.is_alive(), "close() deadlocked against the senders"
+        assert link.state == "closed" and link.send_command([0.1] * 6, active=True, confidence=1.0) is None
+    finally:
+        stop.set()
+        for thread in senders:
+            thread.join(timeout=5.0)
+        link.close()
+        hand.stop()
+    assert not any(thread.is_alive() for thread in senders), "a sender deadlocked"
+    assert not [t for t in threading.enumerate() if t.name == f"hand-link {path}"], "the reader thread stopped"
+    assert errors == [] and crashes == []
+    assert link.stats.reconnects == 2 and link.stats.disconnects == (2 if close_while == "connected" else 3)

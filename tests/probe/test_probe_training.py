@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.cli import main
-from training.checkpoint_io import read_checkpoint_safely
+from training.models.checkpoint_io import read_checkpoint_safely
 from training.synth import simulate
 
 TRAIN_ARGS = ("--epochs", "1", "--val-sessions", "s01/r03", "--batch-size", "16", "--threads", "1")
@@ -354,7 +354,7 @@ def test_ctrl_c_during_training_ends_with_130_and_the_resume_command(world: Path
     assert "resume with: mode2 train" in line and f"--resume {out / 'transfer_mode2_last.pth'}" in line
     resume = read_checkpoint_safely(out / "transfer_mode2_last.pth")
     assert resume["kind"] == "resume" and resume["epoch"] >= 1
-    from training.model_io import load_model_checkpoint
+    from training.models.model_io import load_model_checkpoint
 
     load_model_checkpoint(out / "transfer_mode2_best.pth")
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary left behind"

@@ -21,7 +21,7 @@ import torch
 
 from firmware_bridge.hand_sim import HandSimProcess
 from firmware_bridge.protocol import DeviceState
-from firmware_bridge.session_file import read_session
+from firmware_bridge.session import read_session
 from runtime.telemetry import TelemetryClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,9 +126,9 @@ def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
 ) -> None:
     """At the export's 1-s hop the runtime scores the windows `mode2 evaluate` scores: the same number, for
     a stateless policy and for `feedback` (carried through every window, labelled or not, in both)."""
-    from training.evaluation import predict
-    from training.model_io import load_model_checkpoint
-    from training.windows import build_windows
+    from training.data.windows import build_windows
+    from training.models.model_io import load_model_checkpoint
+    from training.scoring.evaluation import predict
 
     session = small_world / "s01_r03.h5"
     model_file = _with_policy(exported_model, policy, tmp_path / f"{policy}.onnx")
@@ -149,7 +149,7 @@ def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
     summary = json.loads(summary_file.read_text())
     model, meta = load_model_checkpoint(trained_checkpoints / "transfer_mode2_best.pth")
     windows = build_windows([read_session(session)], with_chain=True)
-    mean = torch.as_tensor(np.asarray(meta["initial_state_mean"], np.float32))[None]
+    mean = torch.as_tensor(np.asarray(meta.initial_state_mean, np.float32))[None]
     joints = predict(model, windows, policy, mean)["joints"]
     mask = windows.mask[:, -1].numpy()
     expected = (np.linalg.norm(joints - windows.joints[:, -1].numpy(), axis=-1).mean(-1) * 1000)[mask].mean()
@@ -317,7 +317,13 @@ def test_estop_from_signal_control_channel_and_keyboard_latches_until_cleared(
         os.close(primary)
     events = [e.decode() for e in read_runtime(tmp_path / "run.h5")["events"]]
     for origin in ("signal SIGUSR1", "control channel", "keyboard"):
-        assert any("estop from " + origin in e and "ok" in e for e in events), (origin, events, err[-2000:])
+        assert any(e.startswith("estop_latched: estop from " + origin) for e in events), (origin, events, err[-2000:])
+    kinds = [e.partition(":")[0] for e in events]
+    # the event kinds of docs/TELEMETRY.md, in the run file and on the telemetry stream alike
+    assert kinds.count("estop_cleared") == 3 and kinds.count("armed") == 3 and kinds.count("control_refused") == 3
+    assert kinds[-1] == "stopping"
+    streamed = [m["kind"] for m in client.events]
+    assert streamed.count("estop_latched") == 3 and streamed.count("control_refused") == 3
 
 
 def test_a_telemetry_consumer_that_never_reads_does_not_delay_the_loop(exported_model, small_world, tmp_path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.session_file import read_session
+from firmware_bridge.session import read_session
 from runtime.signal_quality import FAULT_FLAGS, QualityConfig, QualityFlag, SignalQuality
 from training.synth import simulate
 from training.synth.nuisance import ADC_RAIL_UV

@@ -80,14 +80,16 @@ def test_kill_9_while_checkpoints_are_rewritten_leaves_a_loadable_checkpoint(tmp
     script = textwrap.dedent(
         f"""
         import torch
-        from training.direct_model import DirectModel
-        from training.hand_model import open_hand_model
-        from training.model_io import hand_to_dict, save_model_checkpoint
+        from training.models.direct_model import DirectModel
+        from training.hand.open_hand import open_hand_model
+        from training.models.checkpoint_meta import CheckpointMeta, TrainingRecord, ValidationMetrics
+        from training.models.model_io import save_model_checkpoint
         hand = open_hand_model()
         model = DirectModel(hand)
-        meta = {{"hand_model": hand_to_dict(hand), "padding": torch.zeros(4_000_000)}}
+        padding = TrainingRecord(command="x" * 16_000_000)  # a file big enough to be caught mid-write
         for k in range(10_000):
-            meta["epoch"] = k
+            metrics = ValidationMetrics(val_mpjpe_mm=1.0, val_mpjpe_median_mm=1.0, val_loss=1.0, epoch=k)
+            meta = CheckpointMeta(kind="direct", hand_model=hand, training=padding, metrics=metrics)
             save_model_checkpoint({str(target)!r}, model, meta)
             print(k, flush=True)
         """
@@ -108,8 +110,8 @@ def test_kill_9_while_checkpoints_are_rewritten_leaves_a_loadable_checkpoint(tmp
     finally:
         if proc.poll() is None:
             proc.kill()
-    from training.model_io import load_model_checkpoint
+    from training.models.model_io import load_model_checkpoint
 
     _model, meta = load_model_checkpoint(target)
-    assert meta["kind"] == "direct" and meta["epoch"] >= 2
+    assert meta.kind == "direct" and meta.metrics is not None and meta.metrics.epoch >= 2
     assert all(p.name.startswith(".") for p in tmp_path.iterdir() if p != target), "only hidden temporaries"

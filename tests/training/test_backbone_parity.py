@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.backbone import BackboneConfig, VEMG2Pose, count_parameters
-from training.backbone_io import load_backbone
+from training.models.backbone import BackboneConfig, VEMG2Pose, count_parameters
+from training.models.backbone_io import load_backbone
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,9 @@ from hypothesis import strategies as st
 
 from firmware_bridge.cli_types import bounded_float, non_negative_int, positive_float, positive_int
 from firmware_bridge.errors import UserError
-from firmware_bridge.session_file import SessionFormatError, SessionWriter, read_session
-from training.checkpoint_io import CheckpointError
-from training.direct_model import DirectModel
-from training.emg2pose_format import Emg2PoseFormatError, read_emg2pose_file, write_emg2pose_file
-from training.hand_model import forward_kinematics_np, open_hand_model
-from training.model_io import hand_to_dict, load_model_checkpoint, save_model_checkpoint
-from training.trainer import TrainConfig, TrainingDiverged, train
-from training.windows import (
+from firmware_bridge.session import SessionFormatError, SessionWriter, read_session
+from training.data.emg2pose_format import Emg2PoseFormatError, read_emg2pose_file, write_emg2pose_file
+from training.data.windows import (
     build_windows,
     check_trainable,
     emg_fingerprint,
@@ -33,6 +28,13 @@ from training.windows import (
     require_labelled,
     resolve_data,
 )
+from training.fitting.trainer import TrainConfig, TrainingDiverged, train
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.open_hand import open_hand_model
+from training.models.checkpoint_io import CheckpointError
+from training.models.checkpoint_meta import CheckpointMeta
+from training.models.direct_model import DirectModel
+from training.models.model_io import load_model_checkpoint, save_model_checkpoint
 
 HAND = open_hand_model()
 
@@ -264,7 +266,7 @@ def test_a_loss_that_becomes_nan_stops_training_naming_the_cause(tmp_path: Path)
     model = DirectModel(HAND)
     config = TrainConfig(out=tmp_path / "out", epochs=3, batch_size=4, progress=False, prefix="direct")
     with pytest.raises(TrainingDiverged, match=r"NaN or inf in epoch 1.*EMG values up to 3e\+38"):
-        train(model, windows, windows, config, {"hand_model": hand_to_dict(HAND)})
+        train(model, windows, windows, config, CheckpointMeta(kind="direct", hand_model=HAND))
     assert not (tmp_path / "out" / "direct_best.pth").exists()
 
 
@@ -272,13 +274,13 @@ def test_a_checkpoint_with_nan_weights_is_refused_naming_it(tmp_path: Path) -> N
     model = DirectModel(HAND)
     with torch.no_grad():
         next(iter(model.parameters())).fill_(float("nan"))
-    path = save_model_checkpoint(tmp_path / "direct_best.pth", model, {"hand_model": hand_to_dict(HAND)})
+    path = save_model_checkpoint(tmp_path / "direct_best.pth", model, CheckpointMeta(kind="direct", hand_model=HAND))
     with pytest.raises(CheckpointError, match=f"{path}: weights contain NaN"):
         load_model_checkpoint(path)
 
 
 def test_an_absent_accelerator_is_refused_not_ignored() -> None:
-    from training.train_command import pick_device
+    from training.commands.train_command import pick_device
 
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="--device cuda"):

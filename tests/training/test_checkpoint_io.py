@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from runtime.cli import main
-from training.backbone import BackboneConfig, VEMG2Pose
-from training.backbone_io import describe_checkpoint, load_backbone, save_standin
-from training.checkpoint_io import CheckpointError, read_checkpoint_safely
+from training.models.backbone import BackboneConfig, VEMG2Pose
+from training.models.backbone_io import describe_checkpoint, load_backbone, save_standin
+from training.models.checkpoint_io import CheckpointError, read_checkpoint_safely
 
 
 def test_official_checkpoint_needs_neither_omegaconf_nor_lightning(shared_dir: Path) -> None:

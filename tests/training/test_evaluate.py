@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import main
-from training.model_io import load_model_checkpoint
+from training.models.model_io import load_model_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_report_has_every_section(models: Path, small_world: Path, tmp_path: Pat
     for plot in ("mpjpe_per_joint.png", "error_vs_confidence.png", "trajectories.png"):
         assert (tmp_path / plot).stat().st_size > 5000
     _, meta = load_model_checkpoint(models / "transfer_mode2_best.pth")
-    assert meta["confidence_calibration"]["x"], "--write-calibration stores the table in the checkpoint"
+    calibration = meta.confidence_calibration
+    assert calibration and calibration["x"], "--write-calibration stores the table in the checkpoint"
 
 
 def test_training_sessions_are_refused(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,22 +11,21 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from training.hand_model import (
-    EMG2POSE_ANGLE_LIMITS,
+from training.hand.angle_map import EMG2POSE_ANGLE_LIMITS, emg2pose_angles_to_mano_pose, mano_pose_to_emg2pose_angles
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.fk_torch import HandForward
+from training.hand.open_hand import open_hand_model
+from training.hand.skeleton import (
     FINGERS,
     MANO_JOINT_NAMES,
     MANO_PARENTS,
     MANO_TO_MEDIAPIPE,
     MEDIAPIPE_NAMES,
     MEDIAPIPE_TO_MANO,
-    HandForward,
-    emg2pose_angles_to_mano_pose,
-    forward_kinematics_np,
-    mano_pose_to_emg2pose_angles,
-    open_hand_model,
 )
 
 HAND = open_hand_model()
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _descendants(joint: int) -> set[int]:
@@ -101,10 +102,9 @@ def test_angle_map_fist_and_open_and_inverse() -> None:
     rng = np.random.default_rng(3)
     angles = rng.uniform(lo, hi, (50, 20))
     assert np.abs(mano_pose_to_emg2pose_angles(emg2pose_angles_to_mano_pose(angles)) - angles).max() < 1e-9
-    angles_t = torch.tensor(angles, dtype=torch.float32)
-    assert torch.allclose(
-        emg2pose_angles_to_mano_pose(angles_t).double(), torch.tensor(emg2pose_angles_to_mano_pose(angles)), atol=1e-5
-    )
+    single = emg2pose_angles_to_mano_pose(angles.astype(np.float32))
+    assert single.dtype == np.float32, "float32 in, float32 out (the windows are float32)"
+    assert np.abs(single - emg2pose_angles_to_mano_pose(angles)).max() < 1e-5
 
 
 def test_mediapipe_order() -> None:
@@ -136,3 +136,15 @@ def test_hand_forward_exports_to_onnx(tmp_path: Path) -> None:
     other = (torch.randn(3, 45) * 0.4).numpy()
     out = session.run(None, {"pose": other})[0]
     assert np.abs(out - forward_kinematics_np(HAND, other)).max() < 1e-6
+
+
+def test_numpy_side_of_the_hand_model_never_loads_torch() -> None:
+    """The synthetic world and evaluation use tables, angle map and numpy FK; torch stays unloaded."""
+    probe = (
+        "import sys\n"
+        "import training.hand.skeleton, training.hand.open_hand, training.hand.angle_map\n"
+        "import training.hand.fk_numpy, training.hand.mano_hand\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "False"

@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from firmware_bridge.session_file import read_session
+from firmware_bridge.session import read_session
 from runtime.cli import main
-from training.inspect_command import summarise
+from training.commands.inspect_command import summarise
 
 
 def test_inspect_summarises_and_plots(small_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,10 @@ import pytest
 import scipy.sparse
 import torch
 
-from training.hand_model import HandForward, forward_kinematics_np, load_mano
-from training.mano_loader import ManoFormatError, load_mano_arrays
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.fk_torch import HandForward
+from training.hand.mano_hand import load_mano
+from training.hand.mano_loader import ManoFormatError, load_mano_arrays
 
 MANO_PARENTS_ROW = np.array([4294967295, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14])
 

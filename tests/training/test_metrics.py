@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from training.confidence_calibration import apply, brier, isotonic_fit
-from training.hand_model import forward_kinematics_np, open_hand_model
-from training.metrics import auroc, by_confidence_decile, mpjpe_mm, pa_mpjpe_mm, summary
+from training.fitting.confidence_calibration import apply, brier, isotonic_fit
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.open_hand import open_hand_model
+from training.scoring.metrics import auroc, by_confidence_decile, mpjpe_mm, pa_mpjpe_mm, summary
 
 RNG = np.random.default_rng(0)
 POSES = forward_kinematics_np(open_hand_model(), RNG.normal(0, 0.3, (20, 45)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from training.backbone import BackboneConfig, VEMG2Pose
-from training.direct_model import DirectModel
-from training.hand_model import open_hand_model
-from training.mode2_model import Mode2Model, Preprocess, geometry_adapter_init
-from training.windows import SUPERVISED_INDICES
+from training.data.windows import SUPERVISED_INDICES
+from training.hand.open_hand import open_hand_model
+from training.models.backbone import BackboneConfig, VEMG2Pose
+from training.models.direct_model import DirectModel
+from training.models.mode2_model import Mode2Model, Preprocess, geometry_adapter_init
 
 
 def _model(init: str = "geometry") -> Mode2Model:

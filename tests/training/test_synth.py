@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt, welch
 
-from firmware_bridge.session_file import read_session
-from training.emg2pose_format import read_emg2pose_file
-from training.hand_model import EMG2POSE_ANGLE_LIMITS, forward_kinematics_np, open_hand_model
+from firmware_bridge.session import read_session
+from training.data.emg2pose_format import read_emg2pose_file
+from training.hand.angle_map import EMG2POSE_ANGLE_LIMITS
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.open_hand import open_hand_model
 from training.synth.emg import MotorUnitPool
 from training.synth.motion import GESTURES, generate_motion
 from training.synth.muscles import MUSCLES, activations

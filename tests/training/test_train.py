@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from runtime.cli import main
-from training.checkpoint_io import read_checkpoint_safely
-from training.model_io import load_model_checkpoint
+from training.models.checkpoint_io import read_checkpoint_safely
+from training.models.model_io import load_model_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,11 +57,12 @@ def test_training_writes_what_the_guide_promises(trained: Path) -> None:
     assert metrics["initial_state_policy"] in ("neutral", "train_mean", "feedback")
     assert set(metrics["initial_state_eval_mpjpe_mm"]) == {"neutral", "train_mean", "feedback", "label"}
     model, meta = load_model_checkpoint(trained / "transfer_mode2_best.pth")
-    assert meta["kind"] == "mode2" and meta["training"]["val_sessions"] == ["s01/r03"]
-    assert "s01/r03" not in meta["training"]["train_sessions"]
-    assert meta["initial_state_policy"] == metrics["initial_state_policy"]
-    assert len(meta["normalisation"]["std"]) == 8 and len(meta["initial_state_mean"]) == 20
-    assert meta["backbone"]["kind"] == "standin_backbone"
+    assert meta.kind == "mode2" and meta.training is not None and meta.training.val_sessions == ("s01/r03",)
+    assert "s01/r03" not in meta.training.train_sessions
+    assert meta.initial_state_policy == metrics["initial_state_policy"]
+    assert meta.normalisation is not None and len(meta.normalisation.std) == 8
+    assert meta.initial_state_mean is not None and len(meta.initial_state_mean) == 20
+    assert meta.backbone is not None and meta.backbone.kind == "standin_backbone"
     out = model(torch.zeros(1, 8, 1000), torch.zeros(1, 20))
     assert out.joints.shape == (1, 21, 3)
 
@@ -114,7 +115,7 @@ def test_direct_baseline_trains(small_world: Path, tmp_path: Path) -> None:
         == 0
     )
     _model, meta = load_model_checkpoint(tmp_path / "direct_best.pth")
-    assert meta["kind"] == "direct" and meta["initial_state_policy"] == "none"
+    assert meta.kind == "direct" and meta.initial_state_policy == "none"
 
 
 def test_bad_data_gives_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,5 +153,5 @@ def test_torchrun_two_processes_write_one_coherent_checkpoint(small_world: Path,
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("Epoch 1/1") == 1, "only rank 0 logs"
     _model, meta = load_model_checkpoint(tmp_path / "transfer_mode2_best.pth")
-    assert meta["kind"] == "mode2"
+    assert meta.kind == "mode2"
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["transfer_mode2_best.pth", "transfer_mode2_last.pth"]

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from firmware_bridge.errors import UserError
-from firmware_bridge.session_file import read_session
-from training.mode2_model import Preprocess, output_time_offsets
-from training.windows import (
+from firmware_bridge.session import read_session
+from training.data.windows import (
     SUPERVISED_INDICES,
     build_windows,
     channel_std,
     session_windows,
     split_sessions,
 )
+from training.models.mode2_model import Preprocess, output_time_offsets
 
 
 def test_windows_follow_the_guide(small_world: Path) -> None:

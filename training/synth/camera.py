@@ -14,12 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.hand_model import (
-    MANO_TO_MEDIAPIPE,
-    HandModelParams,
-    emg2pose_angles_to_mano_pose,
-    forward_kinematics_np,
-)
+from training.hand.angle_map import emg2pose_angles_to_mano_pose
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.params import HandModelParams
+from training.hand.skeleton import MANO_TO_MEDIAPIPE
 from training.synth.motion import FINGER_MCP, FINGER_PIP, Motion
 
 IK_THETA_NOISE = 0.03

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from firmware_bridge.atomic_write import check_writable_dir
 from firmware_bridge.cli_types import bounded_float, bounded_int, non_negative_int
-from firmware_bridge.session_file import read_session
+from firmware_bridge.session import read_session
 from training.synth.world import simulate
 
 MAX_MINUTES = 30.0

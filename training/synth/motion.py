@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.hand_model import EMG2POSE_ANGLE_LIMITS
+from training.hand.angle_map import EMG2POSE_ANGLE_LIMITS
 
 MOTION_RATE = 100.0  # Hz
 PHASES: tuple[tuple[str, float], ...] = (

@@ -22,10 +22,10 @@ from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
 from tqdm import tqdm
 
 from firmware_bridge.atomic_write import atomic_path
-from firmware_bridge.session_file import SessionWriter
-from training.emg2pose_format import write_emg2pose_file
-from training.hand_model import open_hand_model
-from training.synth.camera import observe
+from firmware_bridge.session import SessionWriter
+from training.data.emg2pose_format import write_emg2pose_file
+from training.hand.open_hand import open_hand_model
+from training.synth.camera import CameraLabels, observe
 from training.synth.emg import FS_SOURCE, MotorUnitPool
 from training.synth.mindrove_csv import write_mindrove_playback_csv
 from training.synth.motion import MOTION_RATE, Motion, generate_motion
@@ -95,29 +95,48 @@ def filter_like_recorder(raw: np.ndarray, fs: float, mains_hz: float) -> np.ndar
     return filtered
 
 
-def simulate_session(
-    out_dir: Path,
-    subject: Subject,
-    session_index: int,
-    minutes: float,
-    seed: int,
-    *,
-    write_2k: bool = True,
-    playback_csv: bool = False,
-    faults: bool = False,
-) -> list[Path]:
-    rng = np.random.default_rng([seed, subject.index, 3, session_index])
+FAULT_CODES = {"none": 0, "lift_off": 1, "saturation": 2, "flat_line": 3, "stall": 4, "duplicate": 5}
+
+
+@dataclass
+class _World:
+    """One session of the synthetic world before recording: the motion, its EMG and its camera labels."""
+
+    subject: Subject
+    placement: Placement
+    motion: Motion
+    streams: SessionStreams
+    camera: CameraLabels
+
+
+@dataclass
+class _Recording:
+    """What the MindRove recorder would have stored: raw + display-filtered µV, timestamps, fault labels."""
+
+    raw: np.ndarray  # (N,8) µV
+    filtered: np.ndarray  # (N,8) µV
+    stamps: np.ndarray  # (N,) unix s
+    labels: np.ndarray  # (N,) uint8 fault codes (FAULT_CODES)
+    events: list  # (kind, channel, start, stop) of each injected fault
+    t0: float  # unix s of the session start
+
+
+def _make_world(subject: Subject, session_index: int, minutes: float, rng: np.random.Generator) -> _World:
     placement = make_placement(subject, session_index)
     motion = generate_motion(minutes, rng)
     streams = synthesise_streams(motion, subject, placement, rng)
-    hand = open_hand_model(subject.bone_scale)
-    camera = observe(motion, hand, CAMERA_FPS, rng)
+    camera = observe(motion, open_hand_model(subject.bone_scale), CAMERA_FPS, rng)
+    return _World(subject, placement, motion, streams, camera)
 
-    n = len(streams.mindrove_clean)
+
+def _record(world: _World, session_index: int, rng: np.random.Generator, faults: bool) -> _Recording:
+    """The 8-ch stream as recorded: electrode nuisances, a session start time, jittered timestamps, faults."""
+    subject, placement, motion = world.subject, world.placement, world.motion
+    n = len(world.streams.mindrove_clean)
     t_rel = np.arange(n) / FS_MINDROVE
     speed = np.interp(t_rel, motion.time, np.abs(np.gradient(motion.angles, 1 / MOTION_RATE, axis=0)).sum(axis=1))
     raw = add_recording_nuisances(
-        streams.mindrove_clean,
+        world.streams.mindrove_clean,
         FS_MINDROVE,
         rng,
         dc_offset_uv=placement.dc_offset_uv,
@@ -133,75 +152,114 @@ def simulate_session(
     if faults:
         raw, stamps, labels, events = inject_faults(raw, stamps, FS_MINDROVE, rng, subject.mains_hz)
     filtered = filter_like_recorder(raw, FS_MINDROVE, subject.mains_hz)
+    return _Recording(raw, filtered, stamps, labels, events, t0)
 
-    name = f"{subject.subject_id}_r{session_index:02d}"
-    session_path = out_dir / f"{name}.h5"
-    attrs = {
+
+def _session_attrs(world: _World, recording: _Recording, seed: int) -> dict:
+    """The file attributes that describe how this synthetic session was made (ground truth for tests)."""
+    return {
         "synthetic": True,
         "seed": seed,
-        "mains_hz": subject.mains_hz,
-        "armband_rotation_deg": placement.rotation_deg,
-        "armband_shift_mm": placement.shift_mm,
-        "bone_scale": subject.bone_scale,
-        "phases": json.dumps(motion.phases),
-        "fault_events": json.dumps([(k, int(c), int(a), int(b)) for k, c, a, b in events]),
-        "fault_codes": json.dumps(
-            {"none": 0, "lift_off": 1, "saturation": 2, "flat_line": 3, "stall": 4, "duplicate": 5}
-        ),
+        "mains_hz": world.subject.mains_hz,
+        "armband_rotation_deg": world.placement.rotation_deg,
+        "armband_shift_mm": world.placement.shift_mm,
+        "bone_scale": world.subject.bone_scale,
+        "phases": json.dumps(world.motion.phases),
+        "fault_events": json.dumps([(k, int(c), int(a), int(b)) for k, c, a, b in recording.events]),
+        "fault_codes": json.dumps(FAULT_CODES),
         "hand_model": "open",
         "generator": "mode2 simulate (training.synth)",
     }
+
+
+def _append_poses(writer: SessionWriter, camera: CameraLabels, pose_t: np.ndarray, rows: slice) -> None:
+    """Camera labels and the hidden truth for the same frames."""
+    writer.append_pose(
+        camera.theta[rows],
+        camera.joints[rows],
+        pose_t[rows],
+        camera.ik_error[rows],
+        camera.confidence[rows],
+        landmarks=camera.landmarks[rows],
+    )
+    writer.append_extra("truth/emg2pose_angles", camera.true_angles[rows].astype(np.float32))
+    writer.append_extra("truth/mano_theta", camera.true_theta[rows].astype(np.float32))
+    writer.append_extra("truth/joints_3d", camera.true_joints[rows].astype(np.float32))
+
+
+def _write_session(path: Path, world: _World, recording: _Recording, session_index: int, attrs: dict) -> Path:
+    """Write the session file a second of EMG at a time, like the recorder, each pose frame after the EMG
+    it follows; atomically (a crash leaves no half file)."""
+    raw, stamps, camera = recording.raw, recording.stamps, world.camera
     with (
-        atomic_path(session_path) as tmp_path,
+        atomic_path(path) as tmp_path,
         SessionWriter(
             tmp_path,
-            subject_id=subject.subject_id,
+            subject_id=world.subject.subject_id,
             session_id=f"r{session_index:02d}",
             emg_sampling_rate=FS_MINDROVE,
             camera_fps=CAMERA_FPS,
             attrs=attrs,
         ) as writer,
     ):
-        pose_t = t0 + camera.time
-        emg_step = int(FS_MINDROVE)  # write a second at a time, like the recorder
+        pose_t = recording.t0 + camera.time
+        emg_step = int(FS_MINDROVE)
         pose_i = 0
         for start in range(0, len(raw), emg_step):
             stop = min(len(raw), start + emg_step)
-            writer.append_emg(raw[start:stop], stamps[start:stop], filtered[start:stop])
-            writer.append_extra("truth/fault_labels", labels[start:stop])
+            writer.append_emg(raw[start:stop], stamps[start:stop], recording.filtered[start:stop])
+            writer.append_extra("truth/fault_labels", recording.labels[start:stop])
             pose_stop = int(np.searchsorted(pose_t, stamps[stop - 1], side="right")) if stop < len(raw) else len(pose_t)
             if pose_stop > pose_i:
-                sl = slice(pose_i, pose_stop)
-                writer.append_pose(
-                    camera.theta[sl],
-                    camera.joints[sl],
-                    pose_t[sl],
-                    camera.ik_error[sl],
-                    camera.confidence[sl],
-                    landmarks=camera.landmarks[sl],
-                )
-                writer.append_extra("truth/emg2pose_angles", camera.true_angles[sl].astype(np.float32))
-                writer.append_extra("truth/mano_theta", camera.true_theta[sl].astype(np.float32))
-                writer.append_extra("truth/joints_3d", camera.true_joints[sl].astype(np.float32))
+                _append_poses(writer, camera, pose_t, slice(pose_i, pose_stop))
                 pose_i = pose_stop
-        for label, start, stop in motion.gestures:
-            writer.add_gesture(label, t0 + start, t0 + stop)
-    written = [session_path]
+        for label, start_s, stop_s in world.motion.gestures:
+            writer.add_gesture(label, recording.t0 + start_s, recording.t0 + stop_s)
+    return path
+
+
+def _write_2k(path: Path, world: _World, t0: float, session_index: int) -> Path:
+    """The 16-ch 2 kHz view of the same motion, in emg2pose's layout (for pretraining the backbone)."""
+    streams = world.streams
+    t_2k = t0 + np.arange(len(streams.emg_2k)) / FS_SOURCE
+    return write_emg2pose_file(
+        path,
+        t_2k,
+        streams.emg_2k,
+        streams.angles_2k,
+        user=world.subject.subject_id,
+        session=f"r{session_index:02d}",
+        stage="protocol",
+    )
+
+
+def simulate_session(
+    out_dir: Path,
+    subject: Subject,
+    session_index: int,
+    minutes: float,
+    seed: int,
+    *,
+    write_2k: bool = True,
+    playback_csv: bool = False,
+    faults: bool = False,
+) -> list[Path]:
+    """One subject's session: world → recording → files. The steps share one generator, in this order."""
+    rng = np.random.default_rng([seed, subject.index, 3, session_index])
+    world = _make_world(subject, session_index, minutes, rng)
+    recording = _record(world, session_index, rng, faults)
+    name = f"{subject.subject_id}_r{session_index:02d}"
+    written = [
+        _write_session(out_dir / f"{name}.h5", world, recording, session_index, _session_attrs(world, recording, seed))
+    ]
     if write_2k:
-        t_2k = t0 + np.arange(len(streams.emg_2k)) / FS_SOURCE
+        written.append(_write_2k(out_dir / f"{name}_2k.h5", world, recording.t0, session_index))
+    if playback_csv:
         written.append(
-            write_emg2pose_file(
-                out_dir / f"{name}_2k.h5",
-                t_2k,
-                streams.emg_2k,
-                streams.angles_2k,
-                user=subject.subject_id,
-                session=f"r{session_index:02d}",
-                stage="protocol",
+            write_mindrove_playback_csv(
+                out_dir / f"{name}_mindrove.csv", recording.raw, recording.stamps, fault_labels=recording.labels
             )
         )
-    if playback_csv:
-        written.append(write_mindrove_playback_csv(out_dir / f"{name}_mindrove.csv", raw, stamps, fault_labels=labels))
     return written
 
 

@@ -1,0 +1,223 @@
+"""The Mode 2 transfer model (seed guide): MindRove 8 ch @ 500 Hz → frozen emg2pose backbone → MANO.
+
+    raw µV (B,8,1000) ─► detrend + z-score (training statistics) ─► ChannelAdapter 8→16 (trainable)
+      ─► ×4 linear upsampling to 2 kHz (fixed) ─► vemg2pose (frozen) ─► 20 angles at 2 kHz
+      ─► AngleConverter 20→45 θ (trainable) ─► hand forward kinematics (frozen) ─► 21 joints
+      + confidence head (trainable) on the backbone's last features → predicted error → confidence
+
+Every preprocessing step is a plain tensor op inside the module, so the ONNX export carries it and the
+device cannot drift from training. The backbone and the hand model are frozen with
+`requires_grad_(False)` (never `torch.no_grad()`), so gradients still flow through them to the adapter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.hand.angle_map import ANGLES_TO_POSE
+from training.hand.params import HandModelParams
+from training.models.backbone import LEFT_CONTEXT, VEMG2Pose
+
+WINDOW = 1000  # samples at 500 Hz = 2 s
+MINDROVE_RATE = 500.0
+UPSAMPLE = 4
+BACKBONE_SAMPLES = WINDOW * UPSAMPLE  # 4000 at 2 kHz
+N_OUTPUT = BACKBONE_SAMPLES - LEFT_CONTEXT  # 2210 backbone outputs per window; the last is "now"
+ERROR_THRESHOLD_MM = 20.0
+RECOMMENDED_HOP = WINDOW // 2
+# With a 1-s hop (2,000 samples at 2 kHz) the next window's sample 1,790 is this window's sample 3,790,
+# i.e. backbone output 3,790 − 1,790 = 2,000: the "feedback" initial state for the next window.
+FEEDBACK_INDEX = RECOMMENDED_HOP * UPSAMPLE
+
+
+class Mode2Output(NamedTuple):
+    theta: torch.Tensor  # (B,45) rad
+    joints: torch.Tensor  # (B,21,3) m, wrist-relative
+    angles: torch.Tensor  # (B,20) rad, backbone angles at "now"
+    confidence: torch.Tensor  # (B,) in [0,1]
+
+
+def output_time_offsets(indices: list[int] | np.ndarray) -> np.ndarray:
+    """Seconds from the window's first sample to backbone output `index` (output j ↔ 2-kHz sample 1790 + j)."""
+    return (LEFT_CONTEXT + np.asarray(indices)) / (MINDROVE_RATE * UPSAMPLE)
+
+
+class Preprocess(nn.Module):
+    """Per-window linear detrend (removes DC offsets of hundreds of mV and slow drift) and per-channel
+    z-score with the training statistics."""
+
+    def __init__(self, channels: int = 8, window: int = WINDOW) -> None:
+        super().__init__()
+        t = torch.arange(window, dtype=torch.float32)
+        t = t - t.mean()
+        self.register_buffer("t_centred", t)
+        self.register_buffer("t_norm", (t * t).sum())
+        self.register_buffer("std", torch.ones(channels))
+
+    def detrend(self, emg: torch.Tensor) -> torch.Tensor:
+        # first subtract the first sample (nearly exact even on a 400 mV offset), so that the sums below run
+        # over values of µV magnitude: float32 sums of 1e5-µV values differ between runtimes by ~0.01 µV
+        relative = emg - emg[..., :1]
+        centred = relative - relative.mean(dim=-1, keepdim=True)
+        slope = (centred * self.t_centred).sum(dim=-1, keepdim=True) / self.t_norm
+        return centred - slope * self.t_centred
+
+    def forward(self, emg: torch.Tensor) -> torch.Tensor:
+        return self.detrend(emg) / self.std[:, None]
+
+
+def geometry_adapter_init(n_in: int = 8, n_out: int = 16) -> torch.Tensor:
+    """(n_out, n_in) weights: each of the 16 ring positions reads its nearest MindRove electrodes.
+
+    Both bands are rings around the forearm starting at the same angle (docs/SYNTHETIC_WORLD.md): ring
+    position j sits at angle j·360/16, MindRove electrode i at i·360/8. Position j takes the two nearest
+    electrodes with linear-interpolation weights by angular distance (so 2i copies electrode i and 2i+1
+    averages electrodes i and i+1)."""
+    weights = torch.zeros(n_out, n_in)
+    for j in range(n_out):
+        position = j * n_in / n_out
+        lower = math.floor(position)
+        frac = position - lower
+        weights[j, lower % n_in] += 1.0 - frac
+        weights[j, (lower + 1) % n_in] += frac
+    return weights
+
+
+class ChannelAdapter(nn.Module):
+    def __init__(self, n_in: int = 8, n_out: int = 16, init: str = "geometry", output_scale: float = 1.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        with torch.no_grad():
+            if init == "geometry":
+                self.linear.weight.copy_(geometry_adapter_init(n_in, n_out) * output_scale)
+            elif init == "random":
+                nn.init.normal_(self.linear.weight, 0.0, output_scale / math.sqrt(n_in))
+            else:
+                raise ValueError(f"adapter init must be 'geometry' or 'random', not {init!r}")
+            self.linear.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.transpose(1, 2)).transpose(1, 2)
+
+
+def upsample(x: torch.Tensor) -> torch.Tensor:
+    """Fixed ×4 linear interpolation 500 Hz → 2 kHz (half-pixel alignment)."""
+    return F.interpolate(x, scale_factor=float(UPSAMPLE), mode="linear", align_corners=False)
+
+
+class AngleConverter(nn.Module):
+    """emg2pose angles (…,20) → MANO θ (…,45): the analytic axis map (trainable) + a residual MLP
+    that starts at zero, so training starts from a sensible converter."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.linear = nn.Linear(20, 45)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.as_tensor(ANGLES_TO_POSE.T, dtype=torch.float32))
+            self.linear.bias.zero_()
+        self.residual = nn.Sequential(
+            nn.Linear(20, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 45)
+        )
+        nn.init.zeros_(self.residual[-1].weight)
+        nn.init.zeros_(self.residual[-1].bias)
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        return self.linear(angles) + self.residual(angles)
+
+
+class ConfidenceHead(nn.Module):
+    """Predicts log(1 + joint error in mm) from what the model knows at "now"; confidence = how far
+    that prediction is below the 20-mm threshold, squashed to [0,1]. Calibrated later on held-out data."""
+
+    def __init__(self, n_in: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_in, 64), nn.GELU(), nn.Linear(64, 1))
+        with torch.no_grad():  # start near a typical error (~15 mm) instead of 0 mm
+            self.net[-1].bias.fill_(math.log1p(15.0))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_error = self.net(features).squeeze(-1)
+        confidence = torch.sigmoid(2.0 * (math.log1p(ERROR_THRESHOLD_MM) - log_error))
+        return log_error, confidence
+
+
+class Mode2Model(nn.Module):
+    kind = "mode2"
+
+    def __init__(
+        self,
+        backbone: VEMG2Pose,
+        hand: HandModelParams,
+        *,
+        adapter_init: str = "geometry",
+        backbone_input_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        from training.hand.fk_torch import HandForward
+
+        self.preprocess = Preprocess()
+        self.adapter = ChannelAdapter(init=adapter_init, output_scale=backbone_input_scale)
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.converter = AngleConverter()
+        self.hand = HandForward(hand).requires_grad_(False)
+        features = backbone.cfg.features
+        self.confidence_head = ConfidenceHead(features + 20 + 8)
+
+    def train(self, mode: bool = True) -> Mode2Model:
+        super().train(mode)
+        self.backbone.eval()  # frozen: no dropout/normalisation updates, whatever the outer mode
+        return self
+
+    def _run(
+        self, emg_raw: torch.Tensor, initial_pose: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.preprocess(emg_raw)
+        channel_level = torch.log(x.pow(2).mean(dim=-1) + 1e-3)  # (B,8) signal level, for the confidence head
+        x16 = upsample(self.adapter(x))
+        features = self.backbone.encode(x16)
+        n_samples = int(x16.shape[-1])  # fixed by the window; a constant in the exported graph
+        trajectory = self.backbone.rollout(features, initial_pose, self.backbone.n_rollout_steps(n_samples))
+        angles = F.interpolate(trajectory, size=n_samples - LEFT_CONTEXT, mode="linear", align_corners=False)
+        return angles, features[..., -1], channel_level
+
+    def forward_trajectory(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor, indices: torch.Tensor) -> dict:
+        """Outputs at backbone output `indices` (S,) — dense supervision over the window's last part."""
+        angles, last_features, level = self._run(emg_raw, initial_pose)
+        picked = angles[:, :, indices].transpose(1, 2)  # (B,S,20)
+        theta = self.converter(picked)
+        b, s = theta.shape[:2]
+        joints = self.hand(theta.reshape(b * s, 45)).reshape(b, s, 21, 3)
+        log_error, confidence = self.confidence_head(torch.cat([last_features, picked[:, -1], level], dim=1))
+        return {
+            "theta": theta,
+            "joints": joints,
+            "angles": picked,
+            "log_error": log_error,
+            "confidence": confidence,
+            "angles_full": angles,
+        }
+
+    def forward(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> Mode2Output:
+        angles, last_features, level = self._run(emg_raw, initial_pose)
+        now = angles[:, :, -1]
+        theta = self.converter(now)
+        joints = self.hand(theta)
+        _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
+        return Mode2Output(theta, joints, now, confidence)
+
+    def forward_with_feedback(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`forward` plus the angles at backbone output FEEDBACK_INDEX: the next window's initial state."""
+        angles, last_features, level = self._run(emg_raw, initial_pose)
+        now = angles[:, :, -1]
+        theta = self.converter(now)
+        _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
+        return theta, self.hand(theta), now, confidence, angles[:, :, FEEDBACK_INDEX]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
