@@ -10,6 +10,7 @@ feed only queues a line on a socket.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -28,7 +29,7 @@ from tui.widgets.confidence_plot import ConfidencePlot
 from tui.widgets.emg_levels import EmgLevels
 from tui.widgets.estop_bar import EstopBar
 from tui.widgets.event_log import EventLog
-from tui.widgets.gate_banner import DISCONNECTED, GateBanner
+from tui.widgets.gate_banner import DISCONNECTED, NO_DATA, GateBanner
 from tui.widgets.hand_view import HandView
 from tui.widgets.health_panel import HealthPanel
 from tui.widgets.joint_bars import JointBars
@@ -39,6 +40,7 @@ RENDER_HZ = 10.0
 PLOT_HZ = 5.0  # plotext rebuilds the whole figure on every change (~10–30 ms at 140×44): redraw it less often
 THRESHOLD_STEP = 0.05
 SEEK_S = 5.0
+SILENT_S = 1.0  # a live runtime that is connected but sends no hop for this long is shown as NO DATA
 CONTROL_ACTIONS = frozenset({"clear_estop", "toggle_arm", "threshold"})
 REPLAY_ACTIONS = frozenset({"toggle_pause", "seek", "speed"})
 EVENT_LEVELS = {
@@ -51,6 +53,7 @@ EVENT_LEVELS = {
     "link_restored": "ok",
     "armed": "ok",
     "disarmed": "warn",
+    "control_refused": "warn",
 }
 
 
@@ -136,8 +139,16 @@ class DashboardApp(App[None]):
         Binding("q", "quit", "quit"),
     ]
 
-    def __init__(self, feed: Feed, *, title: str = "mode2 dashboard", render_hz: float = RENDER_HZ) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        *,
+        title: str = "mode2 dashboard",
+        render_hz: float = RENDER_HZ,
+        silent_after_s: float | None = None,
+    ) -> None:
         super().__init__()
+        self.silent_after_s = SILENT_S if silent_after_s is None else silent_after_s
         self.feed = feed
         self.title = title
         self.render_hz = render_hz
@@ -152,6 +163,8 @@ class DashboardApp(App[None]):
         self._dirty = False
         self._last_state: str | None = None
         self._plot_at = 0.0
+        self._last_hop_at = time.monotonic()  # when the last hop arrived (live feeds: silence is shown)
+        self.silent = False  # connected, but no hop for SILENT_S: what the screen shows is no longer known
         self.handled = 0  # feed messages handled (tests wait on it)
         self.frames = 0  # times the widgets were updated from a hop (at most render_hz a second)
 
@@ -197,6 +210,8 @@ class DashboardApp(App[None]):
         self.replay_bar.display = isinstance(self.feed, ReplayControls)
         self.log_line(f"{self.title}: press ? for the keys", stamp=" " * 8)
         self.set_interval(1.0 / self.render_hz, self.render_latest)
+        if self.feed.live and math.isfinite(self.silent_after_s):
+            self.set_interval(self.silent_after_s / 4, self.check_silence)
         self._read_feed()
 
     # -- the feed ----------------------------------------------------------------------------------------
@@ -236,6 +251,10 @@ class DashboardApp(App[None]):
         hop = message.data
         self.history.add(hop)
         self.latest = hop
+        self._last_hop_at = time.monotonic()
+        if self.silent:
+            self.silent = False
+            self.log_line("hops from the runtime again", level="ok")
         self._dirty = True
         state = hop.get("state")
         if state != self._last_state and self._last_state is not None:
@@ -284,6 +303,8 @@ class DashboardApp(App[None]):
             )
         if connected and not self.connected:
             self.history.restart()
+            self._last_hop_at = time.monotonic()  # silence counts from the reconnection
+            self.silent = False
         self.connected = connected
         self._dirty = True
         self.render_latest()
@@ -305,6 +326,15 @@ class DashboardApp(App[None]):
         self.handled += 1
         self.log_line(f"runtime says bye: {message.data.get('reason', '')}", level="warn")
 
+    def check_silence(self) -> None:
+        """A runtime can be connected and still say nothing (a hung loop): after `silent_after_s` without a
+        hop the banner says NO DATA instead of showing the last gate state as if it still held."""
+        quiet_s = time.monotonic() - self._last_hop_at
+        if self.connected and self.latest is not None and quiet_s >= self.silent_after_s and not self.silent:
+            self.silent = True
+            self.log_line(f"no hop from the runtime for {quiet_s:.1f} s (still connected)", level="alarm")
+            self._dirty = True
+
     # -- drawing (at most RENDER_HZ) -----------------------------------------------------------------------
 
     def render_latest(self, force: bool = False) -> None:
@@ -316,15 +346,18 @@ class DashboardApp(App[None]):
         banner = self.banner
         banner.estop_since = self.estop_since
         hop = self.latest
-        self.body.set_class(not self.connected, "-stale")
+        self.body.set_class(not self.connected or self.silent, "-stale")
         if not self.connected:
             banner.state = DISCONNECTED
             banner.reason = self.status_detail or "no data from the runtime"
+        elif self.silent:
+            banner.state = NO_DATA
+            banner.reason = f"connected, but no hop from the runtime for more than {self.silent_after_s:g} s"
         if hop is None:
             if self.connected:
                 banner.reason = self.status_detail or "waiting for the first hop"
             return
-        if self.connected:
+        if self.connected and not self.silent:
             banner.state = str(hop.get("state") or "?")
             reasons = [str(hop.get("gate_reason") or "")]
             quality = str(hop.get("quality_reason") or "")

@@ -4,6 +4,7 @@ through a real runtime is tests/tui's feed tests); the replay tests play a real 
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from textual.widgets import Static
 
 from tui.app import DashboardApp
 from tui.screens import KEYS, ConfirmScreen, HelpScreen
-from tui.widgets.gate_banner import DISCONNECTED
+from tui.widgets.gate_banner import DISCONNECTED, NO_DATA
 
 SIZE = (80, 24)
 
@@ -34,6 +35,8 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wall clocks are shown in local time: pin it so the expected strings hold anywhere."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    # scripted feeds stop after their messages: no "NO DATA" banner while a slow machine settles the screen
+    monkeypatch.setattr("tui.app.SILENT_S", math.inf)
 
 
 @pilot_test
@@ -227,6 +230,22 @@ async def test_disconnect_shows_disconnected_with_the_detail_and_reconnect_resto
         await settle(pilot, app, feed, 2)
         assert app.banner.state == "SAFE"
         assert "disarmed" in banner_text(app)
+
+
+@pilot_test
+async def test_a_connected_runtime_that_stops_sending_hops_is_shown_as_no_data_until_hops_return() -> None:
+    feed = ScriptedFeed([connected(), hello(), hop(0)])
+    app = DashboardApp(feed, silent_after_s=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app, feed, 1)
+        deadline = time.monotonic() + 10
+        while app.banner.state != NO_DATA and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert app.banner.state == NO_DATA, "the last gate state must not be shown as if it still held"
+        assert "no hop from the runtime" in banner_text(app)
+        feed.push(hop(1, state="HOLD", gate_reason="waiting"))
+        await settle(pilot, app, feed, 2)
+        assert app.banner.state == "HOLD"
 
 
 @pilot_test

@@ -7,6 +7,7 @@ UTC here), so the SVGs are byte-stable. Regenerate after a deliberate change wit
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -22,6 +23,8 @@ HOPS = 60
 def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    # scripted feeds stop after their messages: no "NO DATA" banner while a slow machine settles the screen
+    monkeypatch.setattr("tui.app.SILENT_S", math.inf)
 
 
 def snapshot_of(snap_compare, messages: list[dict], hops: int) -> bool:

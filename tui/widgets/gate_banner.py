@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 STATE_CLASSES = {"ACTIVE": "-active", "HOLD": "-hold", "SAFE": "-safe", "ESTOP": "-estop"}
 DISCONNECTED = "DISCONNECTED"
+NO_DATA = "NO DATA"  # connected, but the runtime has stopped sending hops
 WAITING = "WAITING"
 
 
@@ -18,7 +19,8 @@ class GateBanner(Widget):
     """The gate state as a coloured block, and beside it armed/e-stop, the reason and confidence."""
 
     state: reactive[str] = reactive(WAITING)
-    """ACTIVE / HOLD / SAFE / ESTOP from the last hop, DISCONNECTED when the feed says so, WAITING before."""
+    """ACTIVE / HOLD / SAFE / ESTOP from the last hop, DISCONNECTED when the feed says so, NO DATA when a
+    connected runtime has sent no hop for a second, WAITING before."""
     armed: reactive[bool | None] = reactive(None)
     """Armed on purpose (None: not known yet)."""
     estop_since: reactive[str] = reactive("")
@@ -45,7 +47,7 @@ class GateBanner(Widget):
         self._state_label.update(label)
         for cls in (*STATE_CLASSES.values(), "-disconnected", "-waiting"):
             self.remove_class(cls)
-        if self.state == DISCONNECTED:
+        if self.state in (DISCONNECTED, NO_DATA):
             self.add_class("-disconnected")
         else:
             self.add_class(STATE_CLASSES.get(self.state, "-waiting"))
@@ -55,7 +57,7 @@ class GateBanner(Widget):
         if self.estop_since:
             line.append(f"E-STOP latched {self.estop_since}", style="bold white on #b00000")
             line.append("  ")
-        stale = self.state == DISCONNECTED  # what the last hop said, no longer known to hold
+        stale = self.state in (DISCONNECTED, NO_DATA)  # what the last hop said, no longer known to hold
         if stale and self.armed is not None:
             line.append("last known: ", style="dim")
         if self.armed is True:
