@@ -67,7 +67,7 @@ def build_vectors() -> dict:
             256,
             0,
         ),
-        _frame("long_payload_over_254_body_bytes", Telemetry(1, 1, 1, 0, tuple(range(1, 17))), 3, 3),
+        _frame("telemetry_16_positions_longest_telemetry", Telemetry(1, 1, 1, 0, tuple(range(1, 17))), 3, 3),
     ]
     by_name = {f["name"]: f for f in frames}
     command = bytes.fromhex(by_name["joint_command_active"]["wire"])
