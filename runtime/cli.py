@@ -31,6 +31,11 @@ COMMANDS: dict[str, Command] = {
     "simulate": Command(
         "training.synth.cli", "write synthetic sessions (EMG + hand labels) from the physiological world", "train"
     ),
+    "import": Command(
+        "firmware_bridge.import_command",
+        "MindRove CSV recordings → session files (units, timestamps, bad rows reported)",
+        "device",
+    ),
     "inspect": Command(
         "training.commands.inspect_command", "summarise session .h5 files (rates, RMS, label quality)", "train"
     ),

@@ -38,11 +38,20 @@ def _count_lines(path: Path) -> int:
 
 def _head(path: Path, spec: str, rows: int) -> np.ndarray:
     """The first CHECK_LINES rows as (n, rows) floats; SourceError if the layout is not the WiFi board's."""
+    return read_playback_rows(path, spec, rows, limit=CHECK_LINES)
+
+
+# -- shared with `mode2 import` (firmware_bridge/mindrove_import.py): the one parser of this layout --------
+def read_playback_rows(path: Path, spec: str, rows: int, *, limit: int | None = None) -> np.ndarray:
+    """The file's rows (or its first `limit`) as (n, rows) floats, checked line by line.
+
+    SourceError (a UserError) names the line, and for a value that is not a number also the column.
+    """
     values = []
     try:
         with path.open("r", encoding="ascii", errors="strict") as handle:
             for number, line in enumerate(handle, start=1):
-                if number > CHECK_LINES:
+                if limit is not None and number > limit:
                     break
                 fields = line.rstrip("\r\n").split("\t")
                 if len(fields) != rows:
@@ -53,7 +62,10 @@ def _head(path: Path, spec: str, rows: int) -> np.ndarray:
                 try:
                     values.append([float(x) for x in fields])
                 except ValueError as error:
-                    raise SourceError(f"{spec}: line {number} is not numeric ({error})") from error
+                    column = next(k for k, x in enumerate(fields, start=1) if not is_number(x))
+                    raise SourceError(
+                        f"{spec}: line {number} column {column}: {fields[column - 1]!r} is not a number"
+                    ) from error
     except UnicodeDecodeError as error:
         raise SourceError(f"{spec}: not a text CSV file ({error})") from error
     except OSError as error:
@@ -61,6 +73,15 @@ def _head(path: Path, spec: str, rows: int) -> np.ndarray:
     if not values:
         raise SourceError(f"{spec}: the file has no samples")
     return np.asarray(values)
+
+
+def is_number(text: str) -> bool:
+    """Whether `float()` takes the text (the CSV parsers name the first column that is not a number)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class PlaybackSource(SdkBoardSource):

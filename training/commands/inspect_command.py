@@ -1,4 +1,8 @@
-"""`mode2 inspect FILE...`: what is in a session file, and is it good enough to train on?"""
+"""`mode2 inspect FILE...`: what is in a session file, and is it good enough to train on?
+
+The presentation; the bad-data checks themselves (mains, drift, stale and zero rows, units, gaps …) are in
+`training.data.emg_checks`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
 
 from firmware_bridge.atomic_write import check_writable_file
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import Session, read_session
 from training.data.emg2pose_format import Emg2PoseRecording, read_emg2pose_file
+from training.data.emg_checks import Finding, check_emg, high_passed
 from training.scoring.figures import save_figure
 
 
@@ -31,21 +35,7 @@ class SessionSummary:
     ik_error_mean_mm: float | None  # None: the file has no pose frames
     confidence_mean: float | None
     dc_offset_mv: np.ndarray
-
-
-HIGH_PASS_HZ = 20.0
-
-
-def _high_passed(raw_values: np.ndarray, rate: float) -> np.ndarray:
-    """Channel signal without DC and drift: the high-passed raw stream (the stored filtered one may be
-    a seed file's own processing, so RMS is always computed the same way here). Below 2 × 20 Hz sampling
-    a 20 Hz high-pass does not exist: only the mean is removed then."""
-    raw = raw_values.astype(np.float64)
-    centred = raw - raw.mean(axis=0)
-    if len(raw) <= 30 or rate <= 2.5 * HIGH_PASS_HZ:
-        return centred
-    sos = butter(4, HIGH_PASS_HZ, btype="high", fs=rate, output="sos")
-    return sosfiltfilt(sos, centred, axis=0)
+    findings: list[Finding]  # bad data named by `emg_checks` (machine-readable: Finding.as_dict)
 
 
 def _rate(stamps: np.ndarray) -> float:
@@ -53,7 +43,7 @@ def _rate(stamps: np.ndarray) -> float:
 
 
 def summarise(session: Session) -> SessionSummary:
-    signal = _high_passed(session.emg_raw, session.emg_rate)
+    signal = high_passed(session.emg_raw, session.emg_rate)
     has_pose = len(session.ik_error) > 0
     return SessionSummary(
         path=session.path,
@@ -68,6 +58,9 @@ def summarise(session: Session) -> SessionSummary:
         ik_error_mean_mm=float(session.ik_error.mean()) if has_pose else None,
         confidence_mean=float(session.mp_confidence.mean()) if has_pose else None,
         dc_offset_mv=session.emg_raw.astype(np.float64).mean(axis=0) / 1000.0,
+        findings=check_emg(
+            session.emg_raw, session.emg_timestamps, session.emg_rate, session.gestures, source=str(session.path)
+        ),
     )
 
 
@@ -96,6 +89,7 @@ def format_summary(s: SessionSummary) -> str:
         else "  no pose frames (no IK error, no MediaPipe confidence)",
     ]
     lines += [f"  ⚠ {w}" for w in warnings]
+    lines += [f"  ⚠ {f.message}" for f in s.findings]
     return "\n".join(lines)
 
 
@@ -105,7 +99,7 @@ def plot_overview(session: Session, summary: SessionSummary, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    signal = _high_passed(session.emg_raw, session.emg_rate)
+    signal = high_passed(session.emg_raw, session.emg_rate)
     t = session.emg_timestamps - session.emg_timestamps[0]
     tp = session.pose_timestamps - session.emg_timestamps[0]
     fig, axes = plt.subplots(3, 1, figsize=(12, 9), gridspec_kw={"height_ratios": [3, 1, 1.2]})
@@ -197,7 +191,7 @@ def is_emg2pose_file(path: Path) -> bool:
 
 
 def summarise_recording(rec: Emg2PoseRecording) -> RecordingSummary:
-    signal = _high_passed(rec.emg, rec.sample_rate)
+    signal = high_passed(rec.emg, rec.sample_rate)
     return RecordingSummary(
         path=rec.path,
         user=str(rec.attrs.get("user", "?")),

@@ -251,14 +251,22 @@ def load_sessions(patterns: list[str], *, quiet: bool = False) -> list[Session]:
     if not selection.paths:
         raise UserError(f"--data {' '.join(patterns)}: no session files match")
     sessions = [read_session(p) for p in selection.paths]
+    unlabelled = [s for s in sessions if not len(s.pose_timestamps)]
+    if unlabelled:  # all of them at once: an import of several label-less recordings is refused in one go
+        raise UserError(f"{', '.join(str(s.path) for s in unlabelled)}: {NO_LABELS}")
     for session in sessions:
         check_trainable(session)
     return sessions
 
 
+NO_LABELS = "has no camera labels (0 pose frames): it can be inspected and replayed, not trained on"
+
+
 def check_trainable(session: Session) -> None:
     """What Mode 2 needs of a session beyond the file contract: 8 channels at 500 Hz, ≥ one 2-s window,
-    EMG values of a plausible size."""
+    EMG values of a plausible size, and camera labels."""
+    if not len(session.pose_timestamps):
+        raise UserError(f"{session.path}: {NO_LABELS}")
     channels = session.emg_raw.shape[1]
     if channels != 8:
         raise SessionFormatError(
