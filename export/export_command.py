@@ -11,7 +11,6 @@ parity check only its `metadata_props` are rewritten to carry the measured figur
 from __future__ import annotations
 
 import argparse
-import hashlib
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -204,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             if not int8_parity.passes(int8=True):
                 print("⚠ int8 MPJPE differs by more than 2 mm from PyTorch: prefer the fp32 model")
             int8_meta = build_metadata(meta, source_sha, opset, int8_parity.to_dict(), quantization=INT8_DYNAMIC)
-            int8_meta["quantized_from"] = {"file": out.name, "sha256": hashlib.sha256(tmp.read_bytes()).hexdigest()}
+            int8_meta["quantized_from"] = {"file": out.name, "sha256": sha256_of(tmp)}
             int8_meta = json_safe(int8_meta)
             ModelMetadata.parse(int8_meta, str(int8_path))
             write_metadata(int8_tmp, int8_meta)

@@ -69,17 +69,8 @@ _TRAINING_DATA = ("train_sessions", "val_sessions", "train_minutes", "train_wind
 
 def _training_data(training: TrainingRecord | None) -> dict[str, Any]:
     """What the exported model tells about its training data (all null when the checkpoint does not say)."""
-    if training is None:
-        return dict.fromkeys(_TRAINING_DATA)
-    return {
-        "train_sessions": list(training.train_sessions),
-        "val_sessions": list(training.val_sessions),
-        "train_minutes": training.train_minutes,
-        "train_windows": training.train_windows,
-        "synthetic": training.synthetic,
-        "seed": training.seed,
-        "command": training.command,
-    }
+    record = training.to_dict() if training is not None else {}
+    return {key: record.get(key) for key in _TRAINING_DATA}
 
 
 def _backbone(record: BackboneRecord | None) -> dict[str, Any]:

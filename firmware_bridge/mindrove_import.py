@@ -8,10 +8,10 @@ Two layouts (`detect_format` picks one from the first line):
 - ``recorder``: a CSV with a header `Timestamp, CH1..CH8, …` (comma-, semicolon- or tab-separated).
   Other columns (accelerometer, labels, gesture, …) are kept as extras.
 
-Units (`decide_units`, `--units auto`): raw ADC counts are whole numbers and, being counts of a ±2²³
-converter, run far beyond anything the armband can report in µV (±377,487 µV). So a file is taken as
-counts (× 0.045 µV) when the median magnitude of its non-zero values exceeds 377,487, or when every value
-is a whole number (µV from the SDK are counts × 0.045 and almost never whole); otherwise as µV.
+Units (`decide_units`, `--units auto`): the rule the `playback:` and `replay:` sources use
+(`emg_sources/units.counts_evidence`): a file is taken as counts (× 0.045 µV) when the median magnitude of
+its non-zero values exceeds the ADC's full scale in µV (377,487), or when every value is a whole number
+(µV from the SDK are counts × 0.045 and almost never whole); otherwise as µV.
 
 Timestamps (`reconstruct_times`): the armband delivers ~2 samples per chunk with one arrival time per
 chunk, late by a varying delay, and at start-up a ~5-s backlog within ~40 ms. Each sample k (its index on
@@ -42,7 +42,7 @@ import numpy as np
 
 from firmware_bridge.emg_sources.base import ARMBAND_RATE_HZ
 from firmware_bridge.emg_sources.playback import is_number
-from firmware_bridge.emg_sources.units import ADC_FULL_SCALE_UV, UV_PER_COUNT, looks_like_counts
+from firmware_bridge.emg_sources.units import UV_PER_COUNT, counts_evidence
 from firmware_bridge.errors import UserError
 
 FORMATS = ("sdk", "recorder")
@@ -286,22 +286,11 @@ def decide_units(values: np.ndarray, units: str = "auto") -> tuple[float, str, s
         return 1.0, "uV", "µV as in the file (forced by --units uv)"
     if units != "auto":
         raise UserError(f"--units: {units!r} is not one of {', '.join(UNITS)}")
+    reason = counts_evidence(values)
+    if reason is not None:
+        return UV_PER_COUNT, "counts", f"counts × {UV_PER_COUNT} µV (auto: {reason})"
     nonzero = values[values != 0]
     median = float(np.median(np.abs(nonzero))) if nonzero.size else 0.0
-    if looks_like_counts(nonzero):
-        return (
-            UV_PER_COUNT,
-            "counts",
-            f"counts × {UV_PER_COUNT} µV (auto: median |value| {median:,.0f} is beyond the ADC's full scale "
-            f"of {ADC_FULL_SCALE_UV:,.0f} µV, so these cannot be µV)",
-        )
-    if nonzero.size and np.all(nonzero == np.round(nonzero)):
-        return (
-            UV_PER_COUNT,
-            "counts",
-            f"counts × {UV_PER_COUNT} µV (auto: every value is a whole number, as raw ADC counts are; "
-            "µV from the SDK are multiples of 0.045)",
-        )
     return 1.0, "uV", f"µV as in the file (auto: median |value| {median:,.0f}, not all whole numbers)"
 
 

@@ -12,7 +12,7 @@ import queue
 import time
 from dataclasses import dataclass, field
 
-COMMANDS = ("arm", "disarm", "estop", "clear_estop", "set_threshold")
+from runtime.telemetry import COMMANDS  # the control channel's commands are the ones applied here
 
 
 @dataclass(frozen=True)

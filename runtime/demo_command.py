@@ -16,6 +16,10 @@ from pathlib import Path
 
 from runtime.cli import _available_commands
 
+# where `mode2 demo` puts what the runtime needs (relative to --out); `mode2 dashboard --demo` looks there
+HELD_OUT = Path("sessions") / "s01_r04.h5"  # the session the demo never trains on
+MODEL = Path("model.onnx")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="working folder (default: demo_out)")
@@ -30,8 +34,8 @@ def _stages(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     out: Path = args.out
     sessions = out / "sessions"
     best = str(out / "train" / "transfer_mode2_best.pth")
-    held_out = str(sessions / "s01_r04.h5")
-    model = str(out / "model.onnx")
+    held_out = str(out / HELD_OUT)
+    model = str(out / MODEL)
     simulate = ["--out", str(sessions), "--subjects", "1", "--sessions", "4", "--minutes", str(args.minutes)]
     simulate += ["--seed", str(args.seed), "--playback-csv"]
     train = ["--data", str(sessions / "s01_r0[1-3].h5"), "--out", str(out / "train"), "--val-sessions", "s01/r03"]
@@ -102,7 +106,7 @@ def _print_outcome(out: Path) -> None:
         )
     print(
         f"  files: sessions {out / 'sessions'}/ · checkpoints {out / 'train'}/ · evaluation {out / 'evaluation'}/ · "
-        f"model {out / 'model.onnx'} (+ model.int8.onnx, model.md) · run file {out / 'run.h5'}"
+        f"model {out / MODEL} (+ model.int8.onnx, model.md) · run file {out / 'run.h5'}"
     )
 
 

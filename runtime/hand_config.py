@@ -40,6 +40,9 @@ class JointMap:
     safe_rad: float
 
 
+JOINT_SUMMARY_FIELDS = ("min_rad", "max_rad", "safe_rad", "max_slew_rad_s")  # per joint, in the hello
+
+
 @dataclass(frozen=True)
 class HandConfig:
     path: Path
@@ -52,6 +55,12 @@ class HandConfig:
     safe_after_hold_s: float
     joints: tuple[JointMap, ...]
     text: str  # the file as read, stored in run files
+
+    def summary(self) -> dict[str, Any]:
+        """The telemetry hello's `hand` (docs/TELEMETRY.md); a replay rebuilds it from the recorded text with
+        the same `JOINT_SUMMARY_FIELDS`."""
+        joints = [{"name": j.name, **{key: getattr(j, key) for key in JOINT_SUMMARY_FIELDS}} for j in self.joints]
+        return {"name": self.name, "watchdog_ms": self.watchdog_ms, "joints": joints}
 
     @property
     def safe_pose(self) -> np.ndarray:

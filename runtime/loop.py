@@ -26,6 +26,7 @@ from runtime.hand_config import HandConfig
 from runtime.inference import InferenceEngine, Prediction
 from runtime.ring_buffer import EmgRing
 from runtime.run_file import HopRow, RunFileWriter
+from runtime.signal_quality import hold_over_zero_rows
 
 LONG_GAP_SAMPLES = 10  # a gap of more missing samples than this makes the window discontinuous
 STALL_S = 0.1  # no samples for this long (host clock) → stall ticks with the gate closed
@@ -258,14 +259,8 @@ class RuntimeLoop:
         zero = ~samples.any(axis=1)
         if not zero.any():
             return samples
-        repaired = samples.copy()
-        previous = self.ring.latest(1)[0][0] if self.ring.total else np.zeros(samples.shape[1])
-        for i in range(len(repaired)):
-            if zero[i]:
-                repaired[i] = previous
-            previous = repaired[i]
         self.stats.zero_rows_repaired += int(zero.sum())
-        return repaired
+        return hold_over_zero_rows(samples, zero, self.ring.latest(1)[0][0] if self.ring.total else None)
 
     def _maybe_stall_tick(self) -> None:
         now = time.monotonic()
@@ -344,8 +339,9 @@ class RuntimeLoop:
             self.stats.commands_unsent += 1
         else:
             self.stats.commands_sent += 1
-        self._last_targets, self._last_send, self._last_kind = np.array(targets, float), now, kind
-        return seq, np.array(targets, float), kind
+        targets = np.array(targets, float)  # one copy, shared by the hop row and the next slew step (never mutated)
+        self._last_targets, self._last_send, self._last_kind = targets, now, kind
+        return seq, targets, kind
 
     def _account(self, t, decision, prediction, report, seq, targets, kind, latency_ms, loop_ms) -> None:
         s = self.stats
@@ -435,8 +431,8 @@ class RuntimeLoop:
             "quality_flags": [int(f) for f in row.quality_flags],
             "quality_ok": bool(report.ok),
             "quality_reason": str(report.reason),
-            "stream_gaps": int(getattr(health, "gaps", 0)),
-            "stream_duplicates": int(getattr(health, "duplicate_packets", 0)),
+            "stream_gaps": row.stream_gaps,
+            "stream_duplicates": row.stream_duplicates,
             "stream_stalls": int(getattr(health, "stalls", 0)),
             "joints": np.round(row.joints, 5).tolist(),
             "confidence": round(row.confidence, 4),

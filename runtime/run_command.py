@@ -244,7 +244,7 @@ def _run_attrs(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, h
 
 
 def _hello(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, hop: int) -> dict[str, Any]:
-    from runtime.signal_quality import QualityFlag
+    from runtime.signal_quality import quality_bits
 
     meta = model.meta
     return {
@@ -254,20 +254,7 @@ def _hello(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, hop: 
             "sha256": model.sha256,
             "metadata": meta.summary(),
         },
-        "hand": {
-            "name": hand.name,
-            "watchdog_ms": hand.watchdog_ms,
-            "joints": [
-                {
-                    "name": j.name,
-                    "min_rad": j.min_rad,
-                    "max_rad": j.max_rad,
-                    "safe_rad": j.safe_rad,
-                    "max_slew_rad_s": j.max_slew_rad_s,
-                }
-                for j in hand.joints
-            ],
-        },
+        "hand": hand.summary(),
         "source": args.source,
         "port": args.port,
         "engine": args.engine,
@@ -275,7 +262,7 @@ def _hello(args: argparse.Namespace, model: LoadedModel, hand: HandConfig, hop: 
         "channels": list(meta.channel_order),
         "joint_names": list(meta.joint_names),
         "command_joints": [j.name for j in hand.joints],
-        "quality_bits": {flag.name.lower(): int(flag) for flag in QualityFlag if flag.name and int(flag)},
+        "quality_bits": quality_bits(),
     }
 
 

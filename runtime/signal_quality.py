@@ -80,8 +80,14 @@ class QualityFlag(enum.IntFlag):
 
 STREAM_FLAGS = QualityFlag.STALL | QualityFlag.GAP | QualityFlag.DUPLICATE | QualityFlag.WARMUP
 
+
+def quality_bits() -> dict[str, int]:
+    """Each flag's name and bit, as the telemetry hello states the meaning of `quality_flags`."""
+    return {flag.name.lower(): int(flag) for flag in QualityFlag if flag.name and int(flag)}
+
+
 # The order in which a closed gate names its reason: the most fundamental problem first.
-_PRIORITY = (
+FLAG_PRIORITY = (
     QualityFlag.WARMUP,
     QualityFlag.STALL,
     QualityFlag.GAP,
@@ -182,6 +188,20 @@ class _Detrend:
         out = seg - self.basis @ (self.solve @ seg)
         out *= self.window
         return out
+
+
+def hold_over_zero_rows(x: np.ndarray, zero: np.ndarray, last_good: np.ndarray | None) -> np.ndarray:
+    """A copy of chunk `x` whose all-zero rows (mask `zero`: a real armband's dropped packets) repeat the
+    row before them; `last_good` is the row before the chunk (None: leading zero rows stay zero)."""
+    x = x.copy()
+    good = None if last_good is None else np.array(last_good)
+    for i in range(len(x)):
+        if zero[i]:
+            if good is not None:
+                x[i] = good
+        else:
+            good = x[i]
+    return x
 
 
 class SignalQuality:
@@ -387,15 +407,7 @@ class SignalQuality:
 
     def _repair_zero_rows(self, x: np.ndarray, zero: np.ndarray) -> np.ndarray:
         """Hold the last good row over all-zero rows, so the windowed detectors see no 300-mV step."""
-        x = x.copy()
-        good = self._ring[self._pos + self._ring_n - 1].copy() if self._count else None
-        for i in range(len(x)):
-            if zero[i]:
-                if good is not None:
-                    x[i] = good
-            else:
-                good = x[i]
-        return x
+        return hold_over_zero_rows(x, zero, self._ring[self._pos + self._ring_n - 1] if self._count else None)
 
     def _write(self, x: np.ndarray) -> None:
         n, size = len(x), self._ring_n
@@ -520,7 +532,7 @@ class SignalQuality:
 
     def _reason(self, flags: np.ndarray) -> str:
         union = int(np.bitwise_or.reduce(flags))
-        for flag in _PRIORITY:
+        for flag in FLAG_PRIORITY:
             if union & flag:
                 hit = np.flatnonzero(flags & int(flag))
                 more = f" (+{len(hit) - 1} more channels)" if flag not in STREAM_FLAGS and len(hit) > 1 else ""

@@ -28,15 +28,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from firmware_bridge.errors import UserError
+from runtime.demo_command import HELD_OUT, MODEL
 from tui.feed import Message
 from tui.live_feed import LiveFeed
 
-HELD_OUT = Path("sessions") / "s01_r04.h5"  # the session `mode2 demo` never trains on
-MODEL = Path("model.onnx")
 FAST_FAILURES = 2  # the runtime exiting with an error this many times in a row (each within 10 s) stops the chain
 STOP_TIMEOUT_S = 5.0
 
@@ -206,13 +204,13 @@ class DemoFeed(LiveFeed):
 
     def __init__(self, chain: DemoChain, *, reconnect_interval: float = 0.5) -> None:
         self.chain = chain
-        self._told: deque[str] = deque(maxlen=1)
+        self._told: str | None = None  # the failure already said
         super().__init__(chain.address, reconnect_interval=reconnect_interval)
 
     def read(self, timeout: float) -> Message | None:
         failure = self.chain.failure
-        if failure is not None and failure not in self._told:
-            self._told.append(failure)
+        if failure is not None and failure != self._told:
+            self._told = failure
             return {"type": "status", "connected": False, "detail": f"demo runtime stopped: {failure}"}
         return super().read(timeout)
 

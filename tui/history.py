@@ -26,35 +26,24 @@ class HopHistory:
     """Series and counters over the hops seen since the last hello."""
 
     confidence: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY_HOPS))
-    threshold: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY_HOPS))
     emg: deque[tuple[float, ...]] = field(default_factory=lambda: deque(maxlen=HISTORY_HOPS))
     hops: int = 0
     seq_gaps: int = 0  # frames missing between consecutive commands' `seq` (the runtime's serial numbering)
-    missed_snapshots: int = 0  # gaps in `pub_seq`: snapshots the server dropped for this client
     last_seq: int | None = None
-    last_pub_seq: int | None = None
 
     def add(self, hop: dict[str, Any]) -> None:
         self.hops += 1
         self.confidence.append(as_float(hop.get("confidence")))
-        self.threshold.append(as_float(hop.get("threshold")))
         self.emg.append(tuple(as_float(v) or 0.0 for v in hop.get("emg_rms_uv") or ()))
         seq = hop.get("seq")
         if isinstance(seq, int) and seq >= 0:
             if self.last_seq is not None and seq > self.last_seq + 1:
                 self.seq_gaps += seq - self.last_seq - 1
             self.last_seq = seq
-        pub_seq = hop.get("pub_seq")
-        if isinstance(pub_seq, int):
-            if self.last_pub_seq is not None and pub_seq > self.last_pub_seq + 1:
-                self.missed_snapshots += pub_seq - self.last_pub_seq - 1
-            self.last_pub_seq = pub_seq
 
     def restart(self) -> None:
         """A replay seek jumps in time: the series would join unrelated stretches, so start them afresh
         (the counters carry on, they count what this dashboard saw)."""
         self.confidence.clear()
-        self.threshold.clear()
         self.emg.clear()
         self.last_seq = None
-        self.last_pub_seq = None

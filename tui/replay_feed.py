@@ -40,18 +40,19 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.errors import UserError
-from runtime.run_file import COUNTER_COLUMNS, RUN_GROUP, TIMINGS_COLUMNS
-from runtime.signal_quality import QualityFlag
+from runtime.hand_config import JOINT_SUMMARY_FIELDS
+from runtime.loop import RECENT_HOPS
+from runtime.run_file import COUNTER_COLUMNS, NOT_SENT, RUN_GROUP, TIMINGS_COLUMNS
+from runtime.signal_quality import (  # the order a closed gate names its reason
+    FLAG_PRIORITY,
+    STREAM_FLAGS,
+    quality_bits,
+)
 from runtime.telemetry import GATE_STATES, TELEMETRY_VERSION
 from tui.feed import REPLAY_SPEEDS, Feed, Message
 
-RECENT_HOPS = 200  # = runtime.loop.RECENT_HOPS (not imported: runtime.loop pulls in the whole loop)
-NOT_SENT = -999.0  # run_file stores NaN targets (nothing sent) as this
 REQUIRED = ("t", "hop", "state", "gate_reason", "active", "armed", "estop", "confidence", "threshold", "joints")
 REQUIRED += ("targets", "command", "seq", "quality_flags", "emg_rms_uv", "timings_ms", "counters")
-# the order in which runtime.signal_quality names the most fundamental problem
-_FLAG_PRIORITY = ("WARMUP", "STALL", "GAP", "SATURATED", "LIFT_OFF", "FLAT", "DUPLICATE", "MAINS")
-_STREAM_FLAGS = {"WARMUP", "STALL", "GAP", "DUPLICATE"}
 
 
 class RunFileError(UserError):
@@ -182,7 +183,7 @@ def build_hello(run: RunData) -> Message:
         "channels": metadata["channel_order"],
         "joint_names": model.pop("joint_names"),
         "command_joints": [j["name"] for j in hand["joints"]],
-        "quality_bits": {flag.name.lower(): int(flag) for flag in QualityFlag if flag.name and int(flag)},
+        "quality_bits": quality_bits(),
         "replay": {"path": str(run.path), "hops": run.hops, "duration_s": float(t[-1] - t[0])},
     }
 
@@ -235,13 +236,7 @@ def _hand_from_toml(text: str) -> dict[str, Any]:
         "name": hand.get("name"),
         "watchdog_ms": hand.get("watchdog_ms"),
         "joints": [
-            {
-                "name": str(j.get("name", f"joint{k + 1}")),
-                "min_rad": j.get("min_rad"),
-                "max_rad": j.get("max_rad"),
-                "safe_rad": j.get("safe_rad"),
-                "max_slew_rad_s": j.get("max_slew_rad_s"),
-            }
+            {"name": str(j.get("name", f"joint{k + 1}")), **{key: j.get(key) for key in JOINT_SUMMARY_FIELDS}}
             for k, j in enumerate(joints)
         ],
     }
@@ -258,11 +253,10 @@ def _quality_reason(flags: np.ndarray, gate_reason: str) -> str:
     if gate_reason.startswith("signal: "):  # the signal-quality verdict in its own words
         return gate_reason[len("signal: ") :]
     union = int(np.bitwise_or.reduce(flags))
-    for name in _FLAG_PRIORITY:
-        bit = int(QualityFlag[name])
-        if union & bit:
-            where = "stream" if name in _STREAM_FLAGS else f"channel {int(np.flatnonzero(flags & bit)[0])}"
-            return f"{where}: {name.lower().replace('_', '-')}"
+    for flag in FLAG_PRIORITY:
+        if union & flag:
+            where = "stream" if flag & STREAM_FLAGS else f"channel {int(np.flatnonzero(flags & int(flag))[0])}"
+            return f"{where}: {str(flag.name).lower().replace('_', '-')}"
     return "unknown"
 
 
@@ -519,7 +513,8 @@ class ReplayFeed(Feed):
         """Row `i` of the run file as a telemetry `hop` message (docs/TELEMETRY.md), rounded as the runtime
         rounds its snapshot; `pub_seq` is i + 1."""
         r = self.run.rows
-        infer_ms, loop_ms, latency_ms = (float(v) for v in r["timings_ms"][i])
+        timings = dict(zip(TIMINGS_COLUMNS, (float(v) for v in r["timings_ms"][i]), strict=True))
+        infer_ms, loop_ms = timings["infer_ms"], timings["loop_ms"]
         counters = dict(zip(COUNTER_COLUMNS, (int(v) for v in r["counters"][i]), strict=True))
         recent = self._latency[max(0, i + 1 - RECENT_HOPS) : i + 1]
         p50, p99 = np.percentile(recent, (50, 99))
@@ -560,7 +555,7 @@ class ReplayFeed(Feed):
             "infer_ms": round(infer_ms, 3),
             "loop_ms": round(loop_ms, 3),
             "duty": round((infer_ms + loop_ms) / self._hop_ms, 4),
-            "latency_ms": round(latency_ms, 3),
+            "latency_ms": round(timings["latency_ms"], 3),
             "latency_ms_p50": round(float(p50), 3),
             "latency_ms_p99": round(float(p99), 3),
             "drops": None,  # not recorded

@@ -9,8 +9,8 @@ boundaries depend only on the file, so every run delivers the same chunks.
 
 There is no package counter in a session file: one is derived from the timestamps (a jump of k sample
 periods = k − 1 missing samples, reported as a gap; more than `stall_ms` = a stall), and chunks carry
-`counters=None`. Units: see units.py (an explicit `units`/`emg_units` attribute, else µV unless the
-values can only be raw counts).
+`counters=None`. Units: see units.py (an explicit `units`/`emg_units` attribute, else the values decide
+by `counts_evidence`, the rule `mode2 import --units auto` uses too).
 """
 
 from __future__ import annotations

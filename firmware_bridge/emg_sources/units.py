@@ -8,8 +8,11 @@ How each source decides:
 - `mindrove`: the installed SDK's version — ≥ 5 is µV as is, older is counts × 0.045.
 - `playback:FILE.csv` and `replay:FILE.h5`: an explicit unit attribute wins (HDF5: `units` on
   `emg/raw` or `emg_units` on the file; `uV`/`µV`/`microvolt(s)` or `counts`); without one, the values
-  decide: a median magnitude above the converter's full scale in µV (377,487 µV) cannot be µV from this
-  armband, so the file is taken as counts and converted; anything else is taken as µV.
+  decide (`counts_evidence`, the same rule as `mode2 import --units auto`): the file is taken as counts and
+  converted when its non-zero values have a median magnitude above the converter's full scale in µV
+  (377,487 µV: cannot be µV from this armband), or are all whole numbers (raw counts are; µV from the SDK
+  are counts × 0.045 and almost never whole, so counts with a DC offset below full scale are caught too);
+  anything else is taken as µV. Exact zeros are left out: a dropped-out channel writes them in either unit.
 - `sdk-synthetic`: the synthetic board's values are passed through (they are not EMG anyway).
 """
 
@@ -36,11 +39,25 @@ def parse_units(value: object) -> str | None:
     return None
 
 
+def counts_evidence(values: np.ndarray) -> str | None:
+    """Why `values` must be raw ADC counts, in words (see the module docstring), or None if they can be µV."""
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return None
+    median = float(np.median(np.abs(nonzero)))
+    if median > ADC_FULL_SCALE_UV:
+        return (
+            f"median |value| {median:,.0f} is beyond the ADC's full scale of {ADC_FULL_SCALE_UV:,.0f} µV, "
+            "so these cannot be µV"
+        )
+    if np.all(nonzero == np.round(nonzero)):
+        return f"every value is a whole number, as raw ADC counts are; µV from the SDK are multiples of {UV_PER_COUNT}"
+    return None
+
+
 def looks_like_counts(values: np.ndarray) -> bool:
-    """True when the values cannot be µV from this armband (median magnitude above full scale)."""
-    if values.size == 0:
-        return False
-    return float(np.median(np.abs(values))) > ADC_FULL_SCALE_UV
+    """True when the values must be raw counts (`counts_evidence` names why)."""
+    return counts_evidence(values) is not None
 
 
 def sdk_reports_counts(version: str) -> bool:

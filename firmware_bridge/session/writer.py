@@ -63,29 +63,35 @@ class SessionWriter:
         self.flush_interval_s = float(flush_interval_s)
         # Default (oldest compatible) file format on purpose: "latest" adds superblock status flags that
         # make a killed writer's file refuse to open until `h5clear` is run.
-        self._pending: Path | None = temp_path_for(self.path)  # renamed to self.path by the first good append
+        pending = temp_path_for(self.path)
+        self._pending: Path | None = pending  # renamed to self.path by the first good append
         self._refused = False  # an append was refused while nothing was written: close() leaves no file
-        self._file = h5py.File(self._pending, "w")
-        root = self._file.attrs
-        root["subject_id"] = subject_id
-        root["session_id"] = session_id
-        root["hand"] = hand
-        root["emg_channels"] = self.channels
-        root["emg_sampling_rate"] = float(emg_sampling_rate)
-        root["camera_fps"] = float(camera_fps)
-        root["duration_sec"] = 0.0
-        root["schema_version"] = SCHEMA_VERSION
-        for key, value in (attrs or {}).items():
-            root[key] = value
+        self._file = h5py.File(pending, "w")
         self._datasets: dict[str, h5py.Dataset] = {}
         self._last_time: dict[str, float | None] = {"emg": None, "pose": None}
         self._first_time: float | None = None
         self._gestures: list[tuple[str, float, float]] = []
         self._last_flush = time.monotonic()
-        for spec in DATASETS:
-            if spec.presence != "optional":  # optional ones are created by the first append that has them
-                self._create(spec.name, spec.row_shape(self.channels), spec.dtype)
-        self._file.flush()
+        try:  # an attribute h5py cannot store must not leave the hidden file behind
+            root = self._file.attrs
+            root["subject_id"] = subject_id
+            root["session_id"] = session_id
+            root["hand"] = hand
+            root["emg_channels"] = self.channels
+            root["emg_sampling_rate"] = float(emg_sampling_rate)
+            root["camera_fps"] = float(camera_fps)
+            root["duration_sec"] = 0.0
+            root["schema_version"] = SCHEMA_VERSION
+            for key, value in (attrs or {}).items():
+                root[key] = value
+            for spec in DATASETS:
+                if spec.presence != "optional":  # optional ones are created by the first append that has them
+                    self._create(spec.name, spec.row_shape(self.channels), spec.dtype)
+            self._file.flush()
+        except BaseException:
+            self._file.close()
+            pending.unlink(missing_ok=True)
+            raise
 
     # -- internals -------------------------------------------------------------------------------
     def _create(self, name: str, tail: tuple[int, ...], dtype: Any) -> h5py.Dataset:

@@ -24,6 +24,7 @@ from firmware_bridge.emg_sources import EmgChunk, SourceError, StreamEvent, open
 from firmware_bridge.emg_sources.checks import StreamChecker
 from firmware_bridge.emg_sources.units import UV_PER_COUNT
 from firmware_bridge.errors import UserError
+from firmware_bridge.mindrove_import import decide_units
 from training.synth.mindrove_csv import package_counter, write_mindrove_playback_csv
 from training.synth.nuisance import FAULT_CODES, PACKET_SAMPLES
 
@@ -223,6 +224,29 @@ def test_replay_converts_a_file_marked_as_raw_counts(tmp_path: Path) -> None:
         f["emg/timestamps"] = np.arange(10) / FS
     chunks, _ = _drain(f"replay:{path}", speed=0)
     assert np.allclose(np.concatenate([c.samples for c in chunks]), 1000.0 * UV_PER_COUNT)
+
+
+@pytest.mark.parametrize(
+    ("values", "converted"),
+    [
+        (np.full((10, 8), 6e6), True),  # beyond the ADC's full scale in µV: cannot be µV
+        (np.arange(80.0).reshape(10, 8) + 2000.0, True),  # whole numbers, DC far below full scale: counts too
+        (np.vstack([np.zeros((6, 8)), np.arange(32.0).reshape(4, 8) + 2000.0]), True),  # zero rows prove nothing
+        (np.arange(80.0).reshape(10, 8) * UV_PER_COUNT + 2000.01, False),  # µV from the SDK: not whole
+        (np.zeros((10, 8)), False),
+    ],
+)
+def test_replay_without_a_units_attribute_decides_by_the_same_rule_as_import(
+    tmp_path: Path, values: np.ndarray, converted: bool
+) -> None:
+    path = tmp_path / "unmarked.h5"
+    with h5py.File(path, "w") as f:
+        f["emg/raw"] = values
+        f["emg/timestamps"] = np.arange(len(values)) / FS
+    chunks, _ = _drain(f"replay:{path}", speed=0)
+    samples = np.concatenate([c.samples for c in chunks])
+    np.testing.assert_allclose(samples, values * (UV_PER_COUNT if converted else 1.0), rtol=1e-6)
+    assert decide_units(values)[1] == ("counts" if converted else "uV")  # `mode2 import --units auto` agrees
 
 
 # -- the synthetic board and the armband ----------------------------------------------------------------

@@ -274,7 +274,7 @@ def test_bad_input_is_one_user_error_naming_file_and_line_and_leaves_no_output(
     assert str(bad) in message
     for mention in mentions:
         assert mention in message, message
-    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.csv"], "no output and no temporary file left behind"
 
 
 def test_sdk_non_numeric_value_names_line_and_column(sdk_csv, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
@@ -72,6 +72,15 @@ def in_process(*argv: str) -> tuple[int, str]:
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main(list(argv))
     return code, err.getvalue()
+
+
+def assert_refused_in_one_line(users_model: Path, args: Sequence[object], *mentions: str) -> None:
+    """`mode2 export-onnx ARGS` exits 2 with one error line naming every mention; the user's files are unchanged."""
+    before = user_prints(users_model)
+    code, err = in_process("export-onnx", *map(str, args))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("mode2 export-onnx: error: "), err
+    assert all(mention in err for mention in mentions), err
+    assert user_prints(users_model) == before
 
 
 def copy_session(source: Path, target: Path, change: Callable[[h5py.File], None]) -> Path:
@@ -128,12 +137,8 @@ def test_bad_data_is_one_clear_line_and_the_model_is_untouched(
 ) -> None:
     change, mention = BAD_DATA[case]
     data = copy_session(held_out, tmp_path / f"{case}.h5", change)
-    before = user_prints(users_model)
     args = ("--checkpoint", checkpoint, "--out", users_model / "model.onnx", "--data", data, "--int8")
-    code, err = in_process("export-onnx", *map(str, args))
-    assert code == 2 and err.count("\n") == 1 and err.startswith("mode2 export-onnx: error: "), err
-    assert str(data) in err and mention in err, err
-    assert user_prints(users_model) == before
+    assert_refused_in_one_line(users_model, args, str(data), mention)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
@@ -142,12 +147,8 @@ def test_a_broken_checkpoint_is_one_clear_line_naming_it(
 ) -> None:
     change, mention = BAD_CHECKPOINTS[case]
     broken = damage_checkpoint(checkpoint, tmp_path / f"{case}.pth", change)
-    before = user_prints(users_model)
     args = ("--checkpoint", broken, "--out", users_model / "model.onnx", "--data", held_out)
-    code, err = in_process("export-onnx", *map(str, args))
-    assert code == 2 and err.count("\n") == 1 and err.startswith("mode2 export-onnx: error: "), err
-    assert str(broken) in err and mention in err, err
-    assert user_prints(users_model) == before
+    assert_refused_in_one_line(users_model, args, str(broken), mention)
 
 
 def test_bad_arguments_are_refused_before_any_work(

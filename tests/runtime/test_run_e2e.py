@@ -260,14 +260,15 @@ def test_kill_9_leaves_the_hand_to_the_firmware_watchdog_and_a_readable_run_file
         assert hand.wait_for(lambda s: s.state == DeviceState.ACTIVE, timeout=30)
         time.sleep(1.5)  # the run file flushes at least once a second: let one flush of runtime rows happen
         assert hand.wait_for(lambda s: s.state == DeviceState.ACTIVE, timeout=10), "not following when killed"
-        killed = time.monotonic()
+        before = hand.latest()  # statuses come every 5 ms: the device's clock at the kill
         process.kill()
         safe = hand.wait_for(lambda s: s.state == DeviceState.SAFE, timeout=2.0)
     finally:
         process.kill()
         process.communicate()
     assert safe is not None, "the firmware's watchdog did not take the hand to the safe pose"
-    assert safe.received_at - killed < 0.15 + 0.1  # watchdog 150 ms (+ status period and scheduling)
+    # measured on the device's own clock, so a busy test host cannot blur it
+    assert safe.time_ms - before.time_ms < 150 + 100  # watchdog 150 ms (+ status period and scheduling)
     recorded = read_session(run_file)  # flushed at least once a second: opens, holds all but the last second
     assert recorded.emg_raw.shape[0] >= 500 and len(read_runtime(run_file)["t"]) > 0
 
@@ -301,8 +302,9 @@ def test_estop_from_signal_control_channel_and_keyboard_latches_until_cleared(
             assert hand.wait_for(lambda s: s.state == DeviceState.ESTOP, timeout=1.0), "e-stop did not reach the hand"
             refused = client.wait_ack(client.send("arm"), timeout=2)
             assert refused is not None and refused["ok"] is False
-            time.sleep(0.3)  # the latch holds: still ESTOP, commands blocked
-            assert hand.latest().state == DeviceState.ESTOP
+            # the latch holds: every status for the next 0.3 s is ESTOP, commands blocked
+            left = hand.wait_for(lambda s: s.state != DeviceState.ESTOP, timeout=0.3)
+            assert left is None, f"the e-stop latch did not hold: {left}"
             assert client.wait_ack(client.send("clear_estop"), timeout=2)["ok"]
             assert hand.wait_for(lambda s: s.state != DeviceState.ESTOP, timeout=1.0)
             assert client.wait_ack(client.send("arm"), timeout=2)["ok"]
@@ -419,8 +421,8 @@ def test_a_latched_estop_is_sent_again_to_a_hand_that_rebooted(exported_model, s
         hand.unplug()
         hand.start()  # a rebooted hand behind the same link: IDLE, no latch
         assert hand.wait_for(lambda s: s.state == DeviceState.ESTOP, timeout=3.0), "the latch was not restored"
-        time.sleep(0.3)
-        assert hand.latest().state == DeviceState.ESTOP
+        left = hand.wait_for(lambda s: s.state != DeviceState.ESTOP, timeout=0.3)
+        assert left is None, f"the restored latch did not hold: {left}"
     finally:
         client.close()
         process.send_signal(signal.SIGTERM)

@@ -77,3 +77,15 @@ def test_a_mano_file_naming_a_class_off_its_list_is_refused_and_not_run(tmp_path
     assert not mark.exists()
     # the two callers keep different lists: tensors are no part of a MANO file
     assert ("torch._utils", "_rebuild_tensor_v2") not in MANO_ALLOW_LIST.allowed
+
+
+def test_torchs_legacy_format_reads_its_header_through_the_restricted_load_too(tmp_path: Path) -> None:
+    """torch.load reads a non-zip file's header records with `pickle_module.load`, not its Unpickler: a
+    payload in the first record is refused as well (read_checkpoint_safely refuses non-zip files earlier)."""
+    mark = tmp_path / "mark.txt"
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(pickle.dumps(_LeavesAMark(mark), protocol=2))
+    module = restricted_pickle.pickle_module(CHECKPOINT_ALLOW_LIST)
+    with pytest.raises(RefusedGlobal, match=rf"refusing to load {__name__}\.leave_mark"):
+        torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
+    assert not mark.exists()

@@ -157,6 +157,14 @@ def test_writer_creates_the_schema_datasets_with_their_dtype_and_row_shape(tmp_p
     assert all(session.dataset(spec) is not None for spec in DATASETS)
 
 
+def test_a_writer_whose_attributes_cannot_be_stored_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    path.write_bytes(b"an older recording")
+    with pytest.raises(TypeError):
+        SessionWriter(path, subject_id="s", session_id="r", attrs={"notes": {"not": "storable"}})
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"] and path.read_bytes() == b"an older recording"
+
+
 def test_writer_rejects_bad_chunks_without_losing_data(tmp_path: Path) -> None:
     path = tmp_path / "guarded.h5"
     writer = SessionWriter(path, subject_id="s01", session_id="r01")

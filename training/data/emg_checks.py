@@ -69,7 +69,8 @@ def _at(times: Sequence[float]) -> str:
 
 def high_passed(raw: np.ndarray, rate: float) -> np.ndarray:
     """The channels without DC and drift (20-Hz high-pass; below 50 Hz sampling only the mean is removed)."""
-    centred = raw.astype(np.float64) - raw.astype(np.float64).mean(axis=0)
+    values = raw.astype(np.float64)
+    centred = values - values.mean(axis=0)
     if len(raw) <= 30 or rate <= 2.5 * HIGH_PASS_HZ:
         return centred
     sos = butter(4, HIGH_PASS_HZ, btype="high", fs=rate, output="sos")
@@ -79,12 +80,17 @@ def high_passed(raw: np.ndarray, rate: float) -> np.ndarray:
 # -- signal --------------------------------------------------------------------------------------------
 def mains_shares(raw: np.ndarray, rate: float) -> tuple[float, np.ndarray]:
     """(mains frequency, per-channel share of 20–250 Hz power at it and its harmonics)."""
-    nper = int(min(len(raw), 2 * rate))  # 0.5-Hz bins
-    freqs, power = welch(high_passed(raw, rate), fs=rate, nperseg=nper, axis=0)
+    return _mains_shares(high_passed(raw, rate), rate)
+
+
+def _mains_shares(signal: np.ndarray, rate: float) -> tuple[float, np.ndarray]:
+    """`mains_shares` of an already high-passed signal."""
+    nper = int(min(len(signal), 2 * rate))  # 0.5-Hz bins
+    freqs, power = welch(signal, fs=rate, nperseg=nper, axis=0)
     top = min(MAINS_BAND_HZ[1], rate / 2)
     band = (freqs >= MAINS_BAND_HZ[0]) & (freqs <= top)
     total = power[band].sum(axis=0)
-    best: tuple[float, np.ndarray] = (MAINS_FREQUENCIES_HZ[0], np.zeros(raw.shape[1]))
+    best: tuple[float, np.ndarray] = (MAINS_FREQUENCIES_HZ[0], np.zeros(signal.shape[1]))
     for mains in MAINS_FREQUENCIES_HZ:
         lines = [k * mains for k in range(1, MAINS_HARMONICS + 1) if k * mains <= top]
         near = np.zeros_like(band)
@@ -96,10 +102,11 @@ def mains_shares(raw: np.ndarray, rate: float) -> tuple[float, np.ndarray]:
     return best
 
 
-def check_mains(raw: np.ndarray, stamps: np.ndarray, rate: float) -> list[Finding]:
-    if len(raw) < 64 or rate <= 2 * MAINS_BAND_HZ[0] * 1.25:
+def check_mains(signal: np.ndarray, stamps: np.ndarray, rate: float) -> list[Finding]:
+    """`signal`: the high-passed EMG (`high_passed`)."""
+    if len(signal) < 64 or rate <= 2 * MAINS_BAND_HZ[0] * 1.25:
         return []
-    mains, shares = mains_shares(raw, rate)
+    mains, shares = _mains_shares(signal, rate)
     worst = int(np.argmax(shares))
     if shares[worst] <= MAINS_SHARE_WARN:
         return []
@@ -153,8 +160,8 @@ def check_drift(raw: np.ndarray, stamps: np.ndarray, rate: float) -> list[Findin
     ]
 
 
-def check_levels(raw: np.ndarray, stamps: np.ndarray, rate: float) -> list[Finding]:
-    """Implausible DC (not µV) and flat channels (no signal)."""
+def check_levels(raw: np.ndarray, signal: np.ndarray, stamps: np.ndarray, rate: float) -> list[Finding]:
+    """Implausible DC (not µV) in `raw` and flat channels (no signal) in `signal`, its high-passed form."""
     findings = []
     dc_mv = np.median(raw.astype(np.float64), axis=0) / 1000.0
     beyond = np.flatnonzero(np.abs(dc_mv) > DC_WARN_MV)
@@ -171,7 +178,7 @@ def check_levels(raw: np.ndarray, stamps: np.ndarray, rate: float) -> list[Findi
                 float(dc_mv[worst]),
             )
         )
-    rms = np.sqrt(np.mean(high_passed(raw, rate) ** 2, axis=0))
+    rms = np.sqrt(np.mean(signal**2, axis=0))
     flat = np.flatnonzero(rms < FLAT_RMS_UV)
     if len(flat) == raw.shape[1]:
         findings.append(
@@ -300,10 +307,10 @@ def _mask(stamps: np.ndarray, spans: Sequence[tuple[float, float]]) -> np.ndarra
 
 
 def check_contrast(
-    raw: np.ndarray, stamps: np.ndarray, rate: float, gestures: Sequence[tuple[str, float, float]]
+    signal: np.ndarray, stamps: np.ndarray, rate: float, gestures: Sequence[tuple[str, float, float]]
 ) -> list[Finding]:
-    """Movement vs rest RMS when the file has gesture labels: rest is a rest-like label (`rest`, `idle` …)
-    or, without one, the time outside every labelled gesture."""
+    """Movement vs rest RMS of the high-passed `signal` when the file has gesture labels: rest is a
+    rest-like label (`rest`, `idle` …) or, without one, the time outside every labelled gesture."""
     if not gestures:
         return []
     rest_spans = [(s, e) for label, s, e in gestures if label.strip().lower() in REST_LABELS]
@@ -314,7 +321,6 @@ def check_contrast(
     resting = _mask(stamps, rest_spans) & ~moving if rest_spans else ~moving
     if moving.sum() < rate or resting.sum() < rate:  # under a second of either says nothing
         return []
-    signal = high_passed(raw, rate)
     move_rms = np.sqrt(np.mean(signal[moving] ** 2, axis=0))
     rest_rms = np.sqrt(np.mean(signal[resting] ** 2, axis=0))
     ratio = move_rms / np.maximum(rest_rms, 1e-9)
@@ -349,12 +355,13 @@ def check_emg(
     if raw.ndim != 2 or len(raw) == 0 or raw.shape[1] == 0:
         raise UserError(f"{source}: emg/raw holds no samples (shape {raw.shape}): an empty recording")
     held = without_zero_rows(raw)  # a zero row is a step of the whole DC: it would ring through every filter
-    findings = check_levels(held, stamps, rate)
+    signal = high_passed(held, rate)  # filtered once for the level, mains and contrast checks
+    findings = check_levels(held, signal, stamps, rate)
     if not any(f.check == "empty" for f in findings):
-        findings += check_mains(held, stamps, rate) + check_drift(held, stamps, rate)
+        findings += check_mains(signal, stamps, rate) + check_drift(held, stamps, rate)
     findings += check_rows(raw, stamps, rate) + check_arrival(raw, stamps, rate)
     if not any(f.check == "empty" for f in findings):
-        findings += check_contrast(held, stamps, rate, gestures)
+        findings += check_contrast(signal, stamps, rate, gestures)
     return findings
 
 

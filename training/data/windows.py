@@ -59,23 +59,6 @@ class WindowSet:
     def __len__(self) -> int:
         return int(self.emg.shape[0])
 
-    def subset(self, index: torch.Tensor) -> WindowSet:
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[index]
-
-        return WindowSet(
-            self.emg[index],
-            self.theta[index],
-            self.joints[index],
-            self.mask[index],
-            self.initial[index],
-            self.session[index],
-            self.start_time[index],
-            self.keys,
-            pick(self.truth_joints),
-            pick(self.truth_angles_initial),
-        )
-
 
 _GLOB_CHARS = set("*?[")
 PRETRAINING_SUFFIX = "_2k.h5"
@@ -121,10 +104,6 @@ def resolve_data(patterns: list[str]) -> DataSelection:
             notes.append(f"--data {pattern!r}: skipped {len(others)} non-.h5 entr(ies), e.g. {others[0].name}")
         paths.update(p for p in matched if p not in streams and p not in others)
     return DataSelection(sorted(paths), notes)
-
-
-def expand_globs(patterns: list[str]) -> list[Path]:
-    return resolve_data(patterns).paths
 
 
 def _interpolate(

@@ -316,7 +316,6 @@ def _metrics(val: dict[str, float], state: TrainState) -> ValidationMetrics:
         val_mpjpe_median_mm=val["mpjpe_median_mm"],
         val_loss=val["total"],
         epoch=state.epoch,
-        ground_truth="camera labels (MediaPipe→IK) of held-out sessions at the window's last sample",
     )
 
 

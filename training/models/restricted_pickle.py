@@ -68,13 +68,17 @@ def load(file: IO[bytes], allow: AllowList, **kwargs: Any) -> Any:
 
 
 def pickle_module(allow: AllowList) -> types.SimpleNamespace:
-    """A stand-in for the `pickle` module for `torch.load(pickle_module=…)`: its Unpickler is restricted."""
+    """A stand-in for the `pickle` module for `torch.load(pickle_module=…)`: its Unpickler and its load are
+    both restricted (torch's legacy, non-zip format reads its header records with `pickle_module.load`)."""
 
     class Unpickler(RestrictedUnpickler):
         def __init__(self, file: IO[bytes], **kwargs: Any) -> None:
             super().__init__(file, allow=allow, **kwargs)
 
-    return types.SimpleNamespace(Unpickler=Unpickler, load=pickle.load, __name__="restricted_pickle")
+    def restricted_load(file: IO[bytes], **kwargs: Any) -> Any:
+        return Unpickler(file, **kwargs).load()
+
+    return types.SimpleNamespace(Unpickler=Unpickler, load=restricted_load, __name__="restricted_pickle")
 
 
 class InertRecord:
