@@ -32,12 +32,16 @@ from export.onnx_export import (
     graph_summary,
     write_metadata,
 )
-from export.parity import Parity, check_parity
+from export.parity import Parity, check_parity, session
 from export.quantize import quantize_int8
+from export.stream_export import export_stream_graphs, stream_paths, streaming_metadata
+from export.stream_parity import check_stream_parity
 from firmware_bridge.atomic_write import atomic_path, check_writable_file
+from firmware_bridge.emg_filter import InputFilter
 from firmware_bridge.errors import UserError
-from runtime.model_contract import INT8_DYNAMIC, N_ANGLES, ModelMetadata, ModelMetadataError
-from training.data.windows import WindowSet, build_windows, load_sessions
+from runtime.model_contract import INT8_DYNAMIC, N_ANGLES, STREAM_PARTS, ModelMetadata, ModelMetadataError
+from runtime.model_metadata import LoadedModel, StreamGraphs
+from training.data.windows import WindowSet, build_windows, input_filter_of, load_sessions
 from training.models.checkpoint_io import CheckpointError, sha256_of
 from training.models.checkpoint_meta import CheckpointMeta
 from training.models.model_io import load_model_checkpoint
@@ -103,11 +107,20 @@ def check_draft(metadata: dict[str, Any], checkpoint: Path) -> ModelMetadata:
         raise CheckpointError(str(error)) from error
 
 
-def parity_windows(patterns: list[str] | None) -> WindowSet:
+STREAM_PARITY_SECONDS = 16.0  # of raw EMG run through both engines at each hop
+
+
+@dataclass
+class ParityData:
+    windows: WindowSet  # held-out windows, filtered as the model's training was
+    raw: np.ndarray  # (n, 8) raw µV of the first session: the stream the engines are compared on
+
+
+def parity_windows(patterns: list[str] | None, input_filter: InputFilter) -> ParityData:
     if patterns:
         try:
             sessions = load_sessions(patterns)
-            windows = build_windows(sessions)
+            windows = build_windows(sessions, input_filter=input_filter)
         except UserError:
             raise
         except (FileNotFoundError, ValueError) as error:
@@ -119,12 +132,35 @@ def parity_windows(patterns: list[str] | None) -> WindowSet:
             )
         if not torch.isfinite(windows.emg).all():
             raise UserError(f"--data {' '.join(patterns)}: EMG has non-finite values")
-        return windows
+        return ParityData(windows, _stream(sessions[0].emg_raw))
     from training.synth import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = simulate(tmp, sessions=1, subjects=1, minutes=0.5, seed=12345, write_2k=False, progress=False)
-        return build_windows(load_sessions([str(paths[0])]))
+        sessions = load_sessions([str(paths[0])])
+        return ParityData(build_windows(sessions, input_filter=input_filter), _stream(sessions[0].emg_raw))
+
+
+def _stream(raw: np.ndarray) -> np.ndarray:
+    return np.asarray(raw[: int(STREAM_PARITY_SECONDS * 500)], np.float64)
+
+
+def stream_parity(path: Path, streams: dict[str, Path], metadata: dict[str, Any], raw: np.ndarray) -> dict[str, Any]:
+    """The runtime's exact engine against its windowed engine on the files just written (temporary names)."""
+    parsed = ModelMetadata.parse(metadata, str(path), require_parity=False)
+    model = LoadedModel(session=session(path), meta=parsed, sha256="", path=path)
+    assert parsed.streaming is not None
+    graphs = StreamGraphs(*(session(streams[part]) for part in STREAM_PARTS), info=parsed.streaming)
+    results = check_stream_parity(model, graphs, raw)
+    for result in results:
+        print(f"parity exact engine vs windowed ({result.describe()})")
+    failed = [r for r in results if not r.passes()]
+    if failed:
+        raise ParityError(
+            "streaming parity failed: the exact engine does not reproduce the windowed model within θ ≤ 1e-4 rad "
+            f"and joints ≤ 0.01 mm ({'; '.join(r.describe() for r in failed)}); nothing was written"
+        )
+    return {"stream_seconds": len(raw) / 500.0, "hops": [r.to_dict() for r in results]}
 
 
 def parity_inputs(windows: WindowSet, initial_state_mean: tuple[float, ...] | None) -> ParityInputs:
@@ -172,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     source_sha = sha256_of(args.checkpoint)
     draft = build_metadata(meta, source_sha, opset)
     parsed = check_draft(draft, args.checkpoint)
-    windows = parity_windows(args.data)
+    data = parity_windows(args.data, input_filter_of(meta, args.checkpoint))
+    windows = data.windows
     overlap = set(meta.training.train_sessions if meta.training else ()) & set(windows.keys)
     if overlap:
         print(f"note: parity windows include training sessions {sorted(overlap)} (fine for parity, not for accuracy)")
@@ -182,6 +219,11 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:  # entered card, int8, model → renamed model, int8, card, only if all succeeded
         card_tmp = stack.enter_context(atomic_path(card_path))
         int8_tmp = stack.enter_context(atomic_path(int8_path)) if args.int8 else None
+        streams = (
+            {part: stack.enter_context(atomic_path(p)) for part, p in stream_paths(out).items()}
+            if meta.kind == "mode2"
+            else {}
+        )
         tmp = stack.enter_context(atomic_path(out))
         export_onnx(model, meta, tmp, json_safe(draft), opset)
         parity = _finite(inputs.check(tmp, wrapper), "fp32")
@@ -192,6 +234,11 @@ def run(args: argparse.Namespace) -> int:
                 f"≤ 0.01 mm ({parity.describe()}); nothing was written, {out} is unchanged"
             )
         final = json_safe(build_metadata(meta, source_sha, opset, parity.to_dict()))
+        if streams:
+            export_stream_graphs(model, meta.confidence_calibration, streams, opset)
+            files = {part: (stream_paths(out)[part].name, sha256_of(path)) for part, path in streams.items()}
+            final["streaming"] = streaming_metadata(files)
+            final["streaming"]["parity"] = json_safe(stream_parity(tmp, streams, final, data.raw))
         ModelMetadata.parse(final, str(out))  # what the runtime will read back
         write_metadata(tmp, final)
         graph = graph_summary(tmp)
@@ -210,5 +257,7 @@ def run(args: argparse.Namespace) -> int:
             int8 = (int8_path, int8_meta)
         card_tmp.write_text(render_model_card(out, final, graph, int8), encoding="utf-8")
     written = f" + {int8_path.name}" if args.int8 else ""
+    if meta.kind == "mode2":
+        written += " + streaming graphs " + ", ".join(p.name for p in stream_paths(out).values())
     print(f"✅ wrote {out} ({graph['bytes'] / 1e6:.1f} MB, {graph['nodes']} nodes){written} and {card_path}")
     return 0

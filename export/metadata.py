@@ -100,7 +100,9 @@ def build_metadata(
             "window_seconds": WINDOW_SAMPLES / SAMPLING_RATE_HZ,
             "recommended_hop_samples": RECOMMENDED_HOP_SAMPLES,
             "units": UNITS,
-            "preprocessing_in_graph": normalisation.method if normalisation else "",
+            "meaning": "µV after the input filter (input_filter), which the runtime runs on the stream",
+            "input_filter": dict(normalisation.input_filter) if normalisation else None,
+            "preprocessing_in_graph": "divide by the training std (normalisation_std_uv), causal ×4 upsampling",
             "normalisation_std_uv": list(normalisation.std) if normalisation else None,
         },
         "initial_pose_input": {
@@ -108,7 +110,7 @@ def build_metadata(
             "shape": INITIAL_POSE.as_json(),
             "units": "rad",
             "angle_names": list(EMG2POSE_ANGLE_NAMES),
-            "time": "window sample 447.5 of 1000 (backbone sample 1,790 at 2 kHz)",
+            "time": "window sample 453.9 of 1000 (backbone output 0)",
             "feedback": f"policy 'feedback': pass the previous window's '{FEEDBACK_ANGLES.name}' output as this "
             f"window's '{INITIAL_POSE.name}' when the hop is exactly recommended_hop_samples; otherwise use "
             "initial_state_mean",

@@ -230,13 +230,16 @@ class RuntimeLoop:
         for event in chunk.events:
             missing = int(getattr(event, "samples", 0) or 0)
             if event.kind in ("stall", "backlog") or (event.kind == "gap" and missing > LONG_GAP_SAMPLES):
-                # the window now spans a discontinuity: no inference on it until it has left the window
+                # the window now spans a discontinuity: no inference on it until it has left the window, and
+                # the engine's input filter and carried state start afresh at that sample
                 self._clean_after = self.ring.total + int(event.index) + self.window
-                self.engine.reset()
+                self.engine.restart(int(event.index))
         self._report = self.quality.update(samples, stamps, list(chunk.events))
         if not len(samples):
             return
-        self.ring.append(self._repair_zero_rows(samples), stamps)
+        repaired = self._repair_zero_rows(samples)
+        self.ring.append(repaired, stamps)
+        self.engine.feed(repaired)
         self._t_emg = float(stamps[-1])
         if self.ring.total < self._next_hop_at:
             return
@@ -288,28 +291,30 @@ class RuntimeLoop:
     def _hop(self, end: int, received_at: float) -> None:
         started = time.perf_counter()
         self._last_hop_wall = time.monotonic()
-        window, stamps = self.ring.latest(self.window, upto=end)
+        stamps = self.ring.latest(self.window, upto=end)[1]
         t = float(stamps[-1])
-        prediction = self.engine.infer(window)
+        prediction = self.engine.infer(end)
         self._last_pred = prediction
         report = self._report
         signal_ok, reason = bool(report.ok), str(report.reason)
         if end < self._clean_after:
-            self.engine.reset()  # carry no state out of a window that spans a discontinuity
             signal_ok = False
             reason = (
                 f"stream: a gap or stall is inside the model's window for another "
                 f"{(self._clean_after - end) / self.rate:.2f} s"
             )
+        elif not prediction.ready:
+            signal_ok, reason = False, prediction.note
         decision = self.gate.update(
             GateInput(t, signal_ok, reason, prediction.confidence, self.controls.armed, self.controls.estop)
         )
         seq, targets, kind = self._actuate(decision, prediction, time.monotonic())
         latency_ms = (time.monotonic() - received_at) * 1000.0
-        loop_ms = (time.perf_counter() - started) * 1000.0 - prediction.infer_ms
+        loop_ms = (time.perf_counter() - started) * 1000.0 - prediction.call_ms
         if self.scorer is not None:
             self.scorer.add(float(stamps[0]), t, end - self.window, prediction.joints, decision.active)
         self._account(t, decision, prediction, report, seq, targets, kind, latency_ms, loop_ms)
+        self.engine.idle()  # an incremental engine's deferred work, now that the command is out
 
     def _actuate(
         self, decision: GateDecision, prediction: Prediction | None, now: float

@@ -4,8 +4,14 @@ The exporter (`export/`) writes models against these names, shapes and this meta
 (`runtime/model_metadata.load_model`) checks every model it loads against them. Plain Python only: no
 torch, no numpy, no onnxruntime (the device imports this, and so does the exporter).
 
-- Inputs: `emg` (batch, 8, 1000) raw MindRove µV, 2 s at 500 Hz, channels in SDK EMG-row order;
-  `initial_pose` (batch, 20) rad, the tracking initial state.
+- Inputs: `emg` (batch, 8, 1000) MindRove µV, 2 s at 500 Hz, channels in SDK EMG-row order, after the
+  causal input filter the metadata describes (`input.input_filter`, applied by the runtime to the stream;
+  metadata version 1 models took raw µV and detrended inside the graph); `initial_pose` (batch, 20) rad,
+  the tracking initial state.
+- Streaming (metadata `streaming`, Mode 2 models from metadata version 2): three sibling graphs —
+  `encoder_step` (40 ms of filtered samples + carry → one feature frame), `lstm_step` (one rollout step for
+  a batch of rollouts), `head` (angles + last frame + channel levels → θ, joints, confidence) — that the
+  `exact` and `continuous` engines run (runtime/inference.py).
 - Outputs (looked up by name, never by position): `theta` (batch, 45) rad, `joints` (batch, 21, 3) m,
   `angles` (batch, 20) rad, `confidence` (batch,), `feedback_angles` (batch, 20) rad.
 - Metadata: one JSON object under `metadata_props[METADATA_KEY]`, read into the typed, frozen
@@ -25,7 +31,7 @@ from typing import Any
 from firmware_bridge.errors import UserError
 
 METADATA_KEY = "mode2"
-METADATA_VERSION = 1
+METADATA_VERSION = 2  # 2: the input filter runs on the stream, before the window; streaming graphs
 
 CHANNELS = 8
 SAMPLING_RATE_HZ = 500.0
@@ -38,6 +44,8 @@ THETA_SIZE = 45
 BATCH = "batch"  # the one dynamic dimension of every input and output
 
 MODEL_KINDS = ("mode2", "direct")
+ENGINE_NAMES = ("windowed", "exact", "continuous")
+STREAM_PARTS = ("encoder_step", "lstm_step", "head")
 SUPPORTED_POLICIES = ("neutral", "train_mean", "feedback", "none")
 POLICIES_NEEDING_MEAN = ("train_mean", "feedback")  # feedback falls back to the mean after a reset
 NO_QUANTIZATION = "none"
@@ -74,6 +82,15 @@ CONFIDENCE = TensorSpec("confidence", (BATCH,))
 FEEDBACK_ANGLES = TensorSpec("feedback_angles", (BATCH, N_ANGLES))
 
 INPUTS: tuple[TensorSpec, ...] = (EMG, INITIAL_POSE)
+
+# the streaming graphs (names only: their widths depend on the backbone, the runtime reads them off the graph)
+CHUNK = "chunk"  # (batch, 8, frame_samples) filtered µV
+CARRY_PREFIX = "carry_"  # encoder_step's carried state: input `carry_X`, output `carry_X_next`
+FRAME = "frame"  # (batch, features)
+FEATURE, POSE, HIDDEN, CELL = "feature", "pose", "h", "c"  # lstm_step inputs; outputs with the suffix below
+NEXT = "_next"
+HEAD_INPUTS = ("angles", "last_feature", "level")
+HEAD_OUTPUTS = ("theta", "joints", "confidence")
 OUTPUTS: tuple[TensorSpec, ...] = (THETA, JOINTS, ANGLES, CONFIDENCE, FEEDBACK_ANGLES)
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
 OUTPUT_NAMES = tuple(spec.name for spec in OUTPUTS)
@@ -93,6 +110,21 @@ class ParityFigures:
 
 
 @dataclass(frozen=True)
+class StreamingInfo:
+    """What the `exact` and `continuous` engines need to know (metadata `streaming`)."""
+
+    files: Mapping[str, Mapping[str, str]]  # part → {"file": sibling file name, "sha256": …}
+    frame_samples: int  # window samples per feature frame (20 = 40 ms)
+    frame_end_before_window_end: int  # the window's last frame ends this many samples before its last sample
+    frames_per_window: int
+    steps_per_window: int
+    engines: tuple[str, ...]  # the engines this model supports, "windowed" always first
+    default_engine: str
+    accuracy: Mapping[str, Any]  # measured figures per engine (may be empty)
+    parity: Mapping[str, Any] | None  # exact engine vs the windowed model at export
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """The `mode2` metadata of one exported model, checked field by field (see `parse`)."""
 
@@ -106,6 +138,8 @@ class ModelMetadata:
     recommended_hop_samples: int
     units: str
     normalisation_std_uv: tuple[float, ...] | None
+    input_filter: Mapping[str, Any] | None  # None: a version 1 model that takes raw µV
+    streaming: StreamingInfo | None
     angle_names: tuple[str, ...]
     initial_state_policy: str
     initial_state_mean: tuple[float, ...] | None
@@ -285,7 +319,11 @@ class _Parser:
         self.exact(spec, "window_seconds", "input.window_seconds", WINDOW_SAMPLES / SAMPLING_RATE_HZ)
         self.exact(spec, "units", "input.units", UNITS)
         order = self.names(spec, "channel_order", "input.channel_order", CHANNELS)
-        hop = std = None
+        hop = std = input_filter = None
+        if spec is not None and _is_int(version) and version >= 2:
+            input_filter = self.obj(spec, "input_filter", "input.input_filter")
+            if input_filter is not None and input_filter.get("kind") != "sos":
+                self.fail("input.input_filter.kind", f"is {input_filter.get('kind')!r}, expected 'sos'")
         if spec is not None:
             hop = self.integer(spec, "recommended_hop_samples", "input.recommended_hop_samples", 1, WINDOW_SAMPLES)
             if spec.get("normalisation_std_uv") is not None:
@@ -325,6 +363,7 @@ class _Parser:
             self.fail("source_checkpoint_sha256", f"is {sha!r}, expected 64 lowercase hex digits")
         software = self.text(doc, "software_version", "software_version")
         parity = self._parity(doc, require_parity)
+        streaming = self._streaming(doc.get("streaming"), kind)
 
         if self.problems:
             raise ModelMetadataError(f"{self.where}: model metadata refused — " + "; ".join(self.problems))
@@ -339,6 +378,8 @@ class _Parser:
             recommended_hop_samples=hop,
             units=UNITS,
             normalisation_std_uv=std,
+            input_filter=input_filter,
+            streaming=streaming,
             angle_names=angle_names,
             initial_state_policy=policy,
             initial_state_mean=mean,
@@ -361,6 +402,61 @@ class _Parser:
         for spec in OUTPUTS:
             entry = self.obj(outputs, spec.name, f"outputs.{spec.name}")
             self.exact(entry, "shape", f"outputs.{spec.name}.shape", spec.as_json())
+
+    def _streaming(self, table: Any, kind: str | None) -> StreamingInfo | None:
+        if table is None:
+            return None
+        path = "streaming"
+        if not isinstance(table, dict):
+            self.fail(path, f"expected an object or null, got {_kind(table)}")
+            return None
+        if kind != "mode2":
+            self.fail(path, "only Mode 2 models stream (the direct baseline has no rollout to stagger)")
+            return None
+        files = self.obj(table, "files", f"{path}.files")
+        if files is not None:
+            for part in STREAM_PARTS:
+                entry = self.obj(files, part, f"{path}.files.{part}")
+                if entry is None:
+                    continue
+                name = self.text(entry, "file", f"{path}.files.{part}.file")
+                if name is not None and ("/" in name or "\\" in name or not name.endswith(".onnx")):
+                    self.fail(f"{path}.files.{part}.file", f"is {name!r}, expected a sibling .onnx file name")
+                sha = self.text(entry, "sha256", f"{path}.files.{part}.sha256")
+                if sha is not None and not _SHA256.fullmatch(sha):
+                    self.fail(f"{path}.files.{part}.sha256", f"is {sha!r}, expected 64 lowercase hex digits")
+        frame = self.integer(table, "frame_samples", f"{path}.frame_samples", 1, WINDOW_SAMPLES)
+        before = self.integer(table, "frame_end_before_window_end", f"{path}.frame_end_before_window_end", 0, 1000)
+        frames = self.integer(table, "frames_per_window", f"{path}.frames_per_window", 1, WINDOW_SAMPLES)
+        steps = self.integer(table, "steps_per_window", f"{path}.steps_per_window", 1, 10 * WINDOW_SAMPLES)
+        engines = table.get("engines")
+        if not isinstance(engines, list) or not engines or any(e not in ENGINE_NAMES for e in engines):
+            self.fail(f"{path}.engines", f"is {engines!r}, expected a list drawn from {list(ENGINE_NAMES)}")
+            engines = None
+        default = self.choice(table, "default_engine", f"{path}.default_engine", ENGINE_NAMES)
+        if engines is not None and default is not None and default not in engines:
+            self.fail(f"{path}.default_engine", f"{default!r} is not among the engines {engines}")
+        accuracy = table.get("accuracy") or {}
+        if not isinstance(accuracy, dict):
+            self.fail(f"{path}.accuracy", f"expected an object, got {_kind(accuracy)}")
+            accuracy = {}
+        parity = table.get("parity")
+        if parity is not None and not isinstance(parity, dict):
+            self.fail(f"{path}.parity", f"expected an object or null, got {_kind(parity)}")
+            parity = None
+        if None in (files, frame, before, frames, steps, engines, default):
+            return None
+        return StreamingInfo(
+            files={part: dict(files[part]) for part in STREAM_PARTS},
+            frame_samples=frame,
+            frame_end_before_window_end=before,
+            frames_per_window=frames,
+            steps_per_window=steps,
+            engines=tuple(engines),
+            default_engine=default,
+            accuracy=accuracy,
+            parity=parity,
+        )
 
     def _calibration(self, table: Any) -> bool:
         if table is None:

@@ -21,9 +21,11 @@ from runtime.model_contract import (
     METADATA_KEY,
     METADATA_VERSION,
     OUTPUTS,
+    STREAM_PARTS,
     SUPPORTED_POLICIES,
     ModelMetadata,
     ModelMetadataError,
+    StreamingInfo,
     TensorSpec,
 )
 
@@ -33,7 +35,9 @@ __all__ = [
     "SUPPORTED_POLICIES",
     "LoadedModel",
     "ModelMetadataError",
+    "StreamGraphs",
     "load_model",
+    "load_stream_graphs",
     "read_model_metadata",
     "validate_metadata",
 ]
@@ -164,3 +168,47 @@ def validate_metadata(
     if problems:
         raise ModelMetadataError(f"{where}: this runtime cannot honour the model: " + "; ".join(problems))
     return parsed
+
+
+@dataclass(frozen=True)
+class StreamGraphs:
+    """The streaming graphs of a Mode 2 model (metadata `streaming`), loaded and checked against their sha256."""
+
+    encoder_step: Any  # onnxruntime.InferenceSession
+    lstm_step: Any
+    head: Any
+    info: StreamingInfo
+
+
+def load_stream_graphs(model: LoadedModel, *, threads: int = 1) -> StreamGraphs:
+    """The sibling files the windowed model's metadata names, or ModelMetadataError naming what is wrong."""
+    import onnxruntime as ort
+
+    info = model.meta.streaming
+    if info is None:
+        raise ModelMetadataError(
+            f"{model.path}: no streaming graphs (a direct baseline, or exported before streaming existed): "
+            "run it with --engine windowed, or re-export it with `mode2 export-onnx`"
+        )
+    sessions = {}
+    for part in STREAM_PARTS:
+        entry = info.files[part]
+        path = model.path.with_name(entry["file"])
+        data = _read_model_bytes(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry["sha256"]:
+            raise ModelMetadataError(
+                f"{path}: sha256 {digest[:12]}… differs from the {entry['sha256'][:12]}… that {model.path.name} "
+                "names: the streaming files do not belong to this model (copy the whole export together)"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            sessions[part] = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise ModelMetadataError(
+                f"{path}: not a loadable ONNX model: {' '.join(str(error).split())[:200]}"
+            ) from error
+    return StreamGraphs(sessions["encoder_step"], sessions["lstm_step"], sessions["head"], info)

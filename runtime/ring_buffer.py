@@ -22,8 +22,10 @@ class EmgRing:
     def filled(self) -> int:
         return min(self.total, self.capacity)
 
-    def append(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
+    def append(self, samples: np.ndarray, timestamps: np.ndarray | None = None) -> None:
         n = len(samples)
+        if timestamps is None:
+            timestamps = np.zeros(n)
         if n >= self.capacity:
             samples, timestamps = samples[-self.capacity :], timestamps[-self.capacity :]
             self._data[:] = samples

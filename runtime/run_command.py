@@ -30,7 +30,7 @@ from firmware_bridge.errors import UserError
 from runtime.controls import Controls
 from runtime.gate import ConfidenceGate, GateSettings
 from runtime.hand_config import DEFAULT_HAND_CONFIG, HandConfig, load_hand_config
-from runtime.inference import ENGINES, make_engine
+from runtime.inference import ENGINES, default_engine, make_engine
 from runtime.keyboard import KeyboardControls
 from runtime.loop import LoopStats, RuntimeLoop
 from runtime.model_metadata import LoadedModel, load_model
@@ -72,7 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replay: × real time; 0 = as fast as possible, every hop processed",
     )
     parser.add_argument("--armed", action="store_true", help="start armed (unattended runs and tests)")
-    parser.add_argument("--engine", choices=ENGINES, default="windowed", help="inference engine")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="windowed (recompute each 2-s window; the reference), exact (incremental, equal to windowed), "
+        "continuous (cheapest, measured accuracy); default: the model's own (its metadata), else windowed",
+    )
     parser.add_argument("--threads", type=positive_int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--quiet", action="store_true", help="no status line every second")
     parser.add_argument("--summary-json", type=Path, default=None, help="also write the run summary as JSON here")
@@ -119,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     meta = model.meta
     hand = load_hand_config(args.config, meta.angle_names)
     hop = _hop_samples(args.hop_ms, meta.sampling_rate_hz)
-    engine = make_engine(args.engine, model, hop)
+    if args.engine is None:
+        args.engine = default_engine(model)
+    engine = make_engine(args.engine, model, hop, threads=args.threads)
     settings = GateSettings(
         hand.threshold if args.threshold is None else args.threshold,
         hand.hysteresis,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from firmware_bridge.atomic_write import check_writable_dir, write_text_atomic
 from firmware_bridge.errors import UserError
-from training.data.windows import build_windows, emg_fingerprint, load_sessions, require_labelled
+from training.data.windows import build_windows, emg_fingerprint, input_filter_of, load_sessions, require_labelled
 from training.fitting import confidence_calibration as calib
 from training.hand.fk_numpy import forward_kinematics_np
 from training.hand.skeleton import FINGERS, MANO_JOINT_NAMES
@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
             f"{'; '.join(overlap)} were used to train {args.checkpoint}; evaluate on held-out sessions "
             "(or pass --allow-train-sessions and do not report the numbers as accuracy)"
         )
-    windows = build_windows(sessions, with_chain=True)  # `feedback` is carried through unlabelled windows too
+    # `feedback` is carried through unlabelled windows too; each model sees the stream through its own input filter
+    windows = build_windows(sessions, with_chain=True, input_filter=input_filter_of(meta, args.checkpoint))
     require_labelled(windows, sessions, "evaluation")
     synthetic = windows.truth_joints is not None
     hand = meta.hand_model
@@ -170,7 +171,13 @@ def run(args: argparse.Namespace) -> int:
     results["mode2" if meta.kind == "mode2" else "direct"] = mode2
     if direct is not None:
         direct_model, direct_meta = direct
-        results["direct"] = _model_results(direct_model, direct_meta, windows, targets, masks, args.direct)
+        direct_filter = input_filter_of(direct_meta, args.direct)
+        direct_windows = (
+            windows
+            if direct_filter == input_filter_of(meta, args.checkpoint)
+            else build_windows(sessions, with_chain=True, input_filter=direct_filter)
+        )
+        results["direct"] = _model_results(direct_model, direct_meta, direct_windows, targets, masks, args.direct)
     # mean-pose baseline: the training windows' mean θ is not stored; use the label mean of the model's
     # training sessions when available in the checkpoint, else this data's own mean (optimistic)
     train_theta_mean = np.asarray(meta.theta_mean or windows.theta[:, -1][windows.mask[:, -1]].mean(0))

@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from firmware_bridge.atomic_write import check_writable_dir
 from firmware_bridge.cli_types import bounded_float, non_negative_int, positive_float, positive_int
+from firmware_bridge.emg_filter import DEFAULT_HIGHPASS_HZ, FilterSpecError, InputFilter
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import Session
 from training.data.windows import (
@@ -50,7 +51,7 @@ from training.models.checkpoint_meta import (
     TrainingRecord,
 )
 from training.models.direct_model import DirectModel
-from training.models.mode2_model import Mode2Model
+from training.models.mode2_model import MINDROVE_RATE, Mode2Model
 
 INTERRUPTED_EXIT = 130  # the shell's convention for "stopped by Ctrl-C" (128 + SIGINT)
 
@@ -71,6 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mano", type=Path, default=None, help="MANO_RIGHT.pkl (default: the open hand model)")
     parser.add_argument("--mano-hands-mean", action="store_true", help="use MANO's hands_mean (flat_hand_mean=False)")
     parser.add_argument("--adapter-init", choices=["geometry", "random"], default="geometry")
+    parser.add_argument(
+        "--highpass-hz",
+        type=positive_float,
+        default=DEFAULT_HIGHPASS_HZ,
+        help=f"corner of the causal input high-pass (order 4 Butterworth; default {DEFAULT_HIGHPASS_HZ:g})",
+    )
+    parser.add_argument(
+        "--notch-hz",
+        type=positive_float,
+        nargs="*",
+        default=[],
+        help="mains notches added to the input filter, e.g. 50 100 (default none: README has the measurement)",
+    )
     parser.add_argument(
         "--initial-state",
         choices=["auto", "neutral", "train_mean", "feedback"],
@@ -214,8 +228,10 @@ def _load_data(args: argparse.Namespace, rank: int) -> _Data:
     """Load, split and window the sessions; refuse splits without valid labels."""
     sessions = load_sessions(args.data, quiet=rank != 0)
     split = split_sessions(sessions, args.val_sessions, args.val_subject)
-    train_windows = build_windows(split.train)
-    val_windows = build_windows(split.val, with_chain=True)  # the policy choice runs `feedback` as a device does
+    spec = input_filter_from_args(args)
+    train_windows = build_windows(split.train, input_filter=spec)
+    # the policy choice runs `feedback` as a device does
+    val_windows = build_windows(split.val, with_chain=True, input_filter=spec)
     require_labelled(train_windows, split.train, "training")
     require_labelled(val_windows, split.val, "held-out")
     return _Data(sessions, split, train_windows, val_windows)
@@ -240,9 +256,16 @@ def _build_model(args: argparse.Namespace, hand: HandModelParams) -> _Built:
     return _Built(model, ModelConfig(adapter_init=args.adapter_init, backbone_input_scale=scale), record)
 
 
+def input_filter_from_args(args: argparse.Namespace) -> InputFilter:
+    try:
+        return InputFilter.design(MINDROVE_RATE, args.highpass_hz, notch_hz=tuple(args.notch_hz or ()))
+    except FilterSpecError as exc:
+        raise UserError(f"--highpass-hz/--notch-hz: {exc}") from exc
+
+
 def _set_normalisation(model: torch.nn.Module, data: _Data) -> None:
-    """The in-graph z-score uses the training EMG's per-channel spread (after the same detrend)."""
-    std = channel_std(data.train_windows, model.preprocess.detrend)
+    """The in-graph z-score uses the training EMG's per-channel spread (after the same input filter)."""
+    std = channel_std(data.train_windows)
     if not bool(torch.isfinite(std).all()):
         raise UserError(
             f"the training EMG's per-channel spread is not finite ({std.tolist()}): extreme values in "
@@ -272,7 +295,9 @@ def _checkpoint_meta(args: argparse.Namespace, data: _Data, hand: HandModelParam
         hand_model=hand,
         config=built.config,
         backbone=built.backbone,
-        normalisation=Normalisation(std=tuple(built.model.preprocess.std.tolist())),
+        normalisation=Normalisation(
+            std=tuple(built.model.preprocess.std.tolist()), input_filter=input_filter_from_args(args).to_dict()
+        ),
         training=training,
         theta_mean=tuple(train_windows.theta[:, -1][now_ok].mean(dim=0).tolist()),  # for the mean-pose baseline
     )

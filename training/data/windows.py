@@ -1,6 +1,7 @@
 """Session files → training windows, as the seed guide describes, with held-out sessions kept apart.
 
-- 2-s windows of raw MindRove µV (1,000 samples at 500 Hz), hop 1 s (50 % overlap).
+- 2-s windows of MindRove µV (1,000 samples at 500 Hz), hop 1 s (50 % overlap), cut from the session after the
+  model's causal input filter has run over it the way the device runs it (restarting after long gaps).
 - Labels: camera frames that pass the guide's filter (ik_error < 15 mm, mp_confidence > 0.5), linearly
   interpolated onto the times of the supervised backbone outputs (every 20 ms over the window's last
   0.5 s; the last one is "now"); a point is supervised only when both neighbouring frames are valid and
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from firmware_bridge.emg_filter import InputFilter, filter_session
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import Session, SessionFormatError, read_session
 from training.hand.angle_map import mano_pose_to_emg2pose_angles
@@ -35,11 +37,12 @@ SUPERVISED_INDICES = np.arange(
     N_OUTPUT - 1 - SUPERVISED_SPACING * (SUPERVISED_POINTS - 1), N_OUTPUT, SUPERVISED_SPACING
 )
 INITIAL_STATE_INDEX = 0  # backbone output 0 ↔ 2-kHz sample 1,790: the initial state's time
+DEFAULT_INPUT_FILTER = InputFilter.design(MINDROVE_RATE)  # what `mode2 train` uses unless told otherwise
 
 
 @dataclass
 class WindowSet:
-    emg: torch.Tensor  # (W,8,1000) float32 raw µV
+    emg: torch.Tensor  # (W,8,1000) float32 µV after the input filter
     theta: torch.Tensor  # (W,S,45)
     joints: torch.Tensor  # (W,S,21,3)
     mask: torch.Tensor  # (W,S) bool
@@ -120,8 +123,11 @@ def _interpolate(
     return out.astype(np.float32), ok
 
 
-def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
+def session_windows(
+    session: Session, hop: int = HOP, input_filter: InputFilter = DEFAULT_INPUT_FILTER
+) -> dict[str, np.ndarray]:
     check_trainable(session)
+    emg = filter_session(session.emg_raw, session.emg_timestamps, input_filter)
     n = len(session.emg_timestamps)
     starts = np.arange(0, n - WINDOW + 1, hop)
     t0 = session.emg_timestamps[starts]
@@ -136,7 +142,7 @@ def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
     init_times = t0 + output_time_offsets([INITIAL_STATE_INDEX])[0]
     init_theta, init_ok = _interpolate(init_times, session.pose_timestamps, session.mano_theta, valid)
     out = {
-        "emg": np.stack([session.emg_raw[s : s + WINDOW].T for s in starts]).astype(np.float32)
+        "emg": np.stack([emg[s : s + WINDOW].T for s in starts]).astype(np.float32)
         if len(starts)
         else np.zeros((0, 8, WINDOW), np.float32),
         "theta": theta.reshape(len(starts), -1, 45),
@@ -158,13 +164,20 @@ def session_windows(session: Session, hop: int = HOP) -> dict[str, np.ndarray]:
     return out
 
 
-def build_windows(sessions: list[Session], hop: int = HOP, *, with_chain: bool = False) -> WindowSet:
+def build_windows(
+    sessions: list[Session],
+    hop: int = HOP,
+    *,
+    with_chain: bool = False,
+    input_filter: InputFilter = DEFAULT_INPUT_FILTER,
+) -> WindowSet:
     """Windows with at least one supervised point; a session whose labels never pass the filter adds none
     (callers check that enough is left: `require_labelled`). `with_chain` also keeps every contiguous
-    window (labelled or not) for evaluating the `feedback` policy the way the device runs it."""
+    window (labelled or not) for evaluating the `feedback` policy the way the device runs it. A trained
+    model's windows use its own `input_filter` (`meta.normalisation.filter`)."""
     if not sessions:
         raise ValueError("build_windows: no sessions")
-    parts = [session_windows(s, hop) for s in sessions]
+    parts = [session_windows(s, hop, input_filter) for s in sessions]
     keys = [s.key for s in sessions]
     keep = [p["initial_ok"] & p["mask"].any(axis=1) for p in parts]
 
@@ -295,9 +308,14 @@ def require_labelled(windows: WindowSet, sessions: list[Session], role: str) -> 
     )
 
 
-def channel_std(windows: WindowSet, preprocess_detrend) -> torch.Tensor:
-    """Per-channel standard deviation of the detrended training windows (the z-score statistics)."""
+def input_filter_of(meta, source: object) -> InputFilter:
+    """A trained model's input filter (`CheckpointMeta.normalisation`), or a UserError naming the checkpoint."""
+    if meta.normalisation is None:
+        raise UserError(f"{source}: the checkpoint records no normalisation / input filter; retrain it")
+    return meta.normalisation.filter
+
+
+def channel_std(windows: WindowSet) -> torch.Tensor:
+    """Per-channel standard deviation of the (filtered) training windows: the z-score statistics."""
     sample = windows.emg[:: max(1, len(windows) // 400)]
-    with torch.no_grad():
-        detrended = preprocess_detrend(sample)
-    return detrended.transpose(0, 1).reshape(8, -1).std(dim=1).clamp_min(1e-3)
+    return sample.transpose(0, 1).reshape(8, -1).std(dim=1).clamp_min(1e-3)

@@ -8,16 +8,18 @@ layout it has always had (so files written before this module existed load uncha
     hand_model      table HandModelParams, arrays as tensors
     config          table adapter_init, backbone_input_scale (optional: defaults)
     backbone        table kind, path, sha256, config (required for mode2)
-    normalisation   table method, std (µV per channel), units
+    normalisation   table method, std (µV per channel), units, input_filter (the causal filter's sections)
     training        table command, seed, train/val sessions, train_emg_sha256, windows, minutes, synthetic
     theta_mean, initial_state_mean                    lists of floats
     initial_state_policy, initial_state_eval_mpjpe_mm  str, {policy: mm}
     metrics         table the best epoch's held-out figures
     confidence_calibration  table x, y knots (+ target, n) written by `mode2 evaluate --write-calibration`
 
-Version rule: a reader loads every version ≤ META_VERSION (older layouts are upgraded in `from_dict`) and
-refuses a higher one. Any change to the keys — a new key, a removed one, a changed type or meaning —
-bumps META_VERSION, because unknown keys are refused rather than silently dropped on the next re-save.
+Version rule: a reader loads every version from FIRST_READABLE_VERSION to META_VERSION (older layouts are
+upgraded in `from_dict`) and refuses a higher one; version 1 (per-window detrend) is refused with a message
+saying to retrain, because its weights belong to a different input stage. Any change to the keys — a new key,
+a removed one, a changed type or meaning — bumps META_VERSION, because unknown keys are refused rather than
+silently dropped on the next re-save.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from firmware_bridge.emg_filter import FilterSpecError, InputFilter
 from training.hand.params import HandModelParams
 from training.models.checkpoint_io import CheckpointError
 
-META_VERSION = 1
+META_VERSION = 2
+# version 1 models cut raw windows and detrended each one; version 2 filters the stream causally first
+# (firmware_bridge/emg_filter.py) and upsamples causally, so their weights do not fit today's model
+FIRST_READABLE_VERSION = 2
 KINDS = ("mode2", "direct")
 _NOT_META = ("state_dict",)  # the weights live beside the meta in the same file
 
@@ -194,20 +200,41 @@ class BackboneRecord:
 
 @dataclass(frozen=True)
 class Normalisation:
-    std: tuple[float, ...]  # µV per channel, the training EMG's spread after detrending
-    method: str = "per-window linear detrend, then divide by the training std"
+    std: tuple[float, ...]  # µV per channel, the training EMG's spread after the input filter
+    input_filter: Mapping[str, Any]  # InputFilter.to_dict(): applied to the stream before the window is cut
+    method: str = "causal input filter on the stream, then divide by the training std"
     units: str = "µV"
 
     @classmethod
     def read(cls, table: _Table) -> Normalisation:
-        table.refuse_unknown(("method", "std", "units"))
+        table.refuse_unknown(("method", "std", "units", "input_filter"))
         std = table.floats("std")
         if std is None:
             table.present("std", True)
-        return cls(std=std or (), method=table.text("method", cls.method) or "", units=table.text("units", "µV") or "")
+        spec = table.table("input_filter", required=True)
+        assert spec is not None
+        try:
+            InputFilter.from_dict(spec.data, table.name("input_filter"))
+        except FilterSpecError as exc:
+            raise CheckpointError(f"{table.source}: {exc}") from exc
+        return cls(
+            std=std or (),
+            input_filter=dict(spec.data),
+            method=table.text("method", cls.method) or "",
+            units=table.text("units", "µV") or "",
+        )
+
+    @property
+    def filter(self) -> InputFilter:
+        return InputFilter.from_dict(self.input_filter)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "std": list(self.std), "units": self.units}
+        return {
+            "method": self.method,
+            "std": list(self.std),
+            "units": self.units,
+            "input_filter": dict(self.input_filter),
+        }
 
 
 @dataclass(frozen=True)
@@ -393,6 +420,12 @@ class CheckpointMeta:
             )
         if version < 1:
             raise CheckpointError(f"{source}: checkpoint meta key 'format_version': {version} is not a version")
+        if version < FIRST_READABLE_VERSION:
+            raise CheckpointError(
+                f"{source}: trained by an older mode2-edge whose model detrended each raw window (checkpoint meta "
+                f"version {version}); today's model filters the stream causally before the window and its weights "
+                "do not carry over: retrain with `mode2 train`"
+            )
         table.refuse_unknown(("format_version", *_names(cls), *_NOT_META))
         kind = table.text("kind", required=True)
         if kind not in KINDS:
@@ -418,5 +451,5 @@ class CheckpointMeta:
             ),
             metrics=ValidationMetrics.read(metrics) if metrics else None,
             confidence_calibration=_read_calibration(table.table("confidence_calibration")),
-            version=META_VERSION,  # older layouts are upgraded on reading (version 1 is today's)
+            version=META_VERSION,
         )

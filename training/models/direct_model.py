@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from training.hand.params import HandModelParams
-from training.models.mode2_model import ConfidenceHead, Mode2Output, Preprocess
+from training.models.backbone import LEFT_CONTEXT
+from training.models.mode2_model import ENCODER_SKIP, UPSAMPLE, ConfidenceHead, Mode2Output, Preprocess
 
 CONV_STRIDE = 4  # two stride-2 convolutions: 500 Hz → 125 Hz
 
@@ -34,16 +35,18 @@ class DirectModel(nn.Module):
         self.hand = HandForward(hand).requires_grad_(False)
         self.confidence_head = ConfidenceHead(hidden + 8)
 
-    def _sequence(self, emg_raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.preprocess(emg_raw)
+    def _sequence(self, emg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.preprocess(emg)
         level = torch.log(x.pow(2).mean(dim=-1) + 1e-3)
         hidden, _ = self.lstm(self.conv(torch.log1p(x.abs()) * torch.sign(x)).transpose(1, 2))
         return hidden, level  # (B, L, H) at 125 Hz
 
-    def forward_trajectory(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor, indices: torch.Tensor) -> dict:
-        """Outputs at the Mode 2 backbone-output `indices` (2 kHz after sample 1,790) mapped to this rate."""
-        hidden, level = self._sequence(emg_raw)
-        steps = ((indices + 1790) // (4 * CONV_STRIDE)).clamp(max=hidden.shape[1] - 1)
+    def forward_trajectory(self, emg: torch.Tensor, initial_pose: torch.Tensor, indices: torch.Tensor) -> dict:
+        """Outputs at the Mode 2 backbone-output `indices` mapped to this rate (output j lies at window sample
+        (1,815.5 + j) / 4; step s of this model at window samples 4s … 4s + 3)."""
+        hidden, level = self._sequence(emg)
+        first = LEFT_CONTEXT + ENCODER_SKIP
+        steps = ((indices + first) // (UPSAMPLE * CONV_STRIDE)).clamp(max=hidden.shape[1] - 1)
         picked = hidden[:, steps]  # (B,S,H)
         theta = self.head(picked)
         b, s = theta.shape[:2]
@@ -51,16 +54,16 @@ class DirectModel(nn.Module):
         log_error, confidence = self.confidence_head(torch.cat([picked[:, -1], level], dim=1))
         return {"theta": theta, "joints": joints, "log_error": log_error, "confidence": confidence}
 
-    def forward(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> Mode2Output:
-        hidden, level = self._sequence(emg_raw)
+    def forward(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> Mode2Output:
+        hidden, level = self._sequence(emg)
         last = hidden[:, -1]
         theta = self.head(last)
         _, confidence = self.confidence_head(torch.cat([last, level], dim=1))
         angles = theta.new_zeros(theta.shape[0], 20) + 0.0 * initial_pose  # keeps the input in the graph
         return Mode2Output(theta, self.hand(theta), angles, confidence)
 
-    def forward_with_feedback(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        theta, joints, angles, confidence = self.forward(emg_raw, initial_pose)
+    def forward_with_feedback(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        theta, joints, angles, confidence = self.forward(emg, initial_pose)
         return theta, joints, angles, confidence, angles  # no tracking state: zeros
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -1,13 +1,17 @@
 """The Mode 2 transfer model (seed guide): MindRove 8 ch @ 500 Hz → frozen emg2pose backbone → MANO.
 
-    raw µV (B,8,1000) ─► detrend + z-score (training statistics) ─► ChannelAdapter 8→16 (trainable)
-      ─► ×4 linear upsampling to 2 kHz (fixed) ─► vemg2pose (frozen) ─► 20 angles at 2 kHz
+    raw µV ─► causal high-pass (outside the graph: firmware_bridge/emg_filter.py, state carried across windows)
+      ─► window (B,8,1000) ─► z-score (training statistics) ─► ChannelAdapter 8→16 (trainable)
+      ─► ×4 causal linear upsampling to 2 kHz (fixed) ─► vemg2pose (frozen) ─► 20 angles at 2 kHz
       ─► AngleConverter 20→45 θ (trainable) ─► hand forward kinematics (frozen) ─► 21 joints
       + confidence head (trainable) on the backbone's last features → predicted error → confidence
 
-Every preprocessing step is a plain tensor op inside the module, so the ONNX export carries it and the
-device cannot drift from training. The backbone and the hand model are frozen with
-`requires_grad_(False)` (never `torch.no_grad()`), so gradients still flow through them to the adapter.
+Everything after the filter is a plain tensor op inside the module, so the ONNX export carries it and the
+device cannot drift from training. The filter is causal and runs on the continuous stream, and the upsampler
+only interpolates between neighbouring samples of the window, so the encoder's input for a stretch of signal
+is the same in every window that contains it: the streaming engines reuse it (runtime/inference.py).
+The backbone and the hand model are frozen with `requires_grad_(False)` (never `torch.no_grad()`), so
+gradients still flow through them to the adapter.
 """
 
 from __future__ import annotations
@@ -27,12 +31,19 @@ from training.models.backbone import LEFT_CONTEXT, VEMG2Pose
 WINDOW = 1000  # samples at 500 Hz = 2 s
 MINDROVE_RATE = 500.0
 UPSAMPLE = 4
-BACKBONE_SAMPLES = WINDOW * UPSAMPLE  # 4000 at 2 kHz
-N_OUTPUT = BACKBONE_SAMPLES - LEFT_CONTEXT  # 2210 backbone outputs per window; the last is "now"
+# The causal upsampler gives 4 samples between each pair of neighbouring window samples: 3,996 at 2 kHz.
+# The encoder skips the first 25 of them, so that its last feature frame (which ends 3,950 samples after the
+# first it reads) ends on a pair boundary, 5 window samples before "now": a frame is then complete as soon as
+# a sample arrives, and 28 frames still give the backbone's 55 rollout steps (frame k ↔ steps 2k−1, 2k).
+ENCODER_SKIP = 25
+BACKBONE_SAMPLES = (WINDOW - 1) * UPSAMPLE - ENCODER_SKIP  # 3,971 at 2 kHz
+N_OUTPUT = BACKBONE_SAMPLES - LEFT_CONTEXT  # 2,181 backbone outputs per window; the last is "now"
+# 2-kHz encoder-input sample m lies at window sample (m + ENCODER_SKIP + 0.5) / 4
+ENCODER_TIME_OFFSET = ENCODER_SKIP + 0.5
 ERROR_THRESHOLD_MM = 20.0
 RECOMMENDED_HOP = WINDOW // 2
-# With a 1-s hop (2,000 samples at 2 kHz) the next window's sample 1,790 is this window's sample 3,790,
-# i.e. backbone output 3,790 − 1,790 = 2,000: the "feedback" initial state for the next window.
+# With a 1-s hop (2,000 samples at 2 kHz) the next window's output 0 is this window's output 2,000: the
+# "feedback" initial state for the next window.
 FEEDBACK_INDEX = RECOMMENDED_HOP * UPSAMPLE
 
 
@@ -44,32 +55,21 @@ class Mode2Output(NamedTuple):
 
 
 def output_time_offsets(indices: list[int] | np.ndarray) -> np.ndarray:
-    """Seconds from the window's first sample to backbone output `index` (output j ↔ 2-kHz sample 1790 + j)."""
-    return (LEFT_CONTEXT + np.asarray(indices)) / (MINDROVE_RATE * UPSAMPLE)
+    """Seconds from the window's first sample to backbone output `index` (output j ↔ encoder-input sample
+    1,790 + j, which lies at window sample (1,790 + j + 25.5) / 4)."""
+    return (LEFT_CONTEXT + ENCODER_TIME_OFFSET + np.asarray(indices)) / (MINDROVE_RATE * UPSAMPLE)
 
 
 class Preprocess(nn.Module):
-    """Per-window linear detrend (removes DC offsets of hundreds of mV and slow drift) and per-channel
-    z-score with the training statistics."""
+    """Per-channel z-score with the training statistics. The input is already high-pass filtered (causally,
+    on the stream: firmware_bridge/emg_filter.py), so it has no DC offset to remove."""
 
-    def __init__(self, channels: int = 8, window: int = WINDOW) -> None:
+    def __init__(self, channels: int = 8) -> None:
         super().__init__()
-        t = torch.arange(window, dtype=torch.float32)
-        t = t - t.mean()
-        self.register_buffer("t_centred", t)
-        self.register_buffer("t_norm", (t * t).sum())
         self.register_buffer("std", torch.ones(channels))
 
-    def detrend(self, emg: torch.Tensor) -> torch.Tensor:
-        # first subtract the first sample (nearly exact even on a 400 mV offset), so that the sums below run
-        # over values of µV magnitude: float32 sums of 1e5-µV values differ between runtimes by ~0.01 µV
-        relative = emg - emg[..., :1]
-        centred = relative - relative.mean(dim=-1, keepdim=True)
-        slope = (centred * self.t_centred).sum(dim=-1, keepdim=True) / self.t_norm
-        return centred - slope * self.t_centred
-
     def forward(self, emg: torch.Tensor) -> torch.Tensor:
-        return self.detrend(emg) / self.std[:, None]
+        return emg / self.std[:, None]
 
 
 def geometry_adapter_init(n_in: int = 8, n_out: int = 16) -> torch.Tensor:
@@ -106,9 +106,17 @@ class ChannelAdapter(nn.Module):
         return self.linear(x.transpose(1, 2)).transpose(1, 2)
 
 
+UPSAMPLE_WEIGHTS = (0.125, 0.375, 0.625, 0.875)  # positions of the 4 new samples between two neighbours
+
+
 def upsample(x: torch.Tensor) -> torch.Tensor:
-    """Fixed ×4 linear interpolation 500 Hz → 2 kHz (half-pixel alignment)."""
-    return F.interpolate(x, scale_factor=float(UPSAMPLE), mode="linear", align_corners=False)
+    """Fixed ×4 linear interpolation 500 Hz → 2 kHz, (B,C,n) → (B,C,4(n−1)−25): four samples between each pair of
+    neighbours (the same values as half-pixel interpolation away from the edges), none before the first or
+    after the last sample, so every output depends on two window samples only; the first ENCODER_SKIP dropped."""
+    weights = x.new_tensor(UPSAMPLE_WEIGHTS)
+    left = x[..., :-1, None]
+    pairs = left + (x[..., 1:, None] - left) * weights  # (B,C,n−1,4)
+    return pairs.flatten(-2)[..., ENCODER_SKIP:]
 
 
 class AngleConverter(nn.Module):
@@ -174,21 +182,19 @@ class Mode2Model(nn.Module):
         self.backbone.eval()  # frozen: no dropout/normalisation updates, whatever the outer mode
         return self
 
-    def _run(
-        self, emg_raw: torch.Tensor, initial_pose: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.preprocess(emg_raw)
+    def _run(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.preprocess(emg)
         channel_level = torch.log(x.pow(2).mean(dim=-1) + 1e-3)  # (B,8) signal level, for the confidence head
         x16 = upsample(self.adapter(x))
         features = self.backbone.encode(x16)
-        n_samples = int(x16.shape[-1])  # fixed by the window; a constant in the exported graph
+        n_samples = int(x16.shape[-1])  # fixed by the window (3,971); a constant in the exported graph
         trajectory = self.backbone.rollout(features, initial_pose, self.backbone.n_rollout_steps(n_samples))
         angles = F.interpolate(trajectory, size=n_samples - LEFT_CONTEXT, mode="linear", align_corners=False)
         return angles, features[..., -1], channel_level
 
-    def forward_trajectory(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor, indices: torch.Tensor) -> dict:
+    def forward_trajectory(self, emg: torch.Tensor, initial_pose: torch.Tensor, indices: torch.Tensor) -> dict:
         """Outputs at backbone output `indices` (S,) — dense supervision over the window's last part."""
-        angles, last_features, level = self._run(emg_raw, initial_pose)
+        angles, last_features, level = self._run(emg, initial_pose)
         picked = angles[:, :, indices].transpose(1, 2)  # (B,S,20)
         theta = self.converter(picked)
         b, s = theta.shape[:2]
@@ -203,17 +209,17 @@ class Mode2Model(nn.Module):
             "angles_full": angles,
         }
 
-    def forward(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> Mode2Output:
-        angles, last_features, level = self._run(emg_raw, initial_pose)
+    def forward(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> Mode2Output:
+        angles, last_features, level = self._run(emg, initial_pose)
         now = angles[:, :, -1]
         theta = self.converter(now)
         joints = self.hand(theta)
         _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
         return Mode2Output(theta, joints, now, confidence)
 
-    def forward_with_feedback(self, emg_raw: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward_with_feedback(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`forward` plus the angles at backbone output FEEDBACK_INDEX: the next window's initial state."""
-        angles, last_features, level = self._run(emg_raw, initial_pose)
+        angles, last_features, level = self._run(emg, initial_pose)
         now = angles[:, :, -1]
         theta = self.converter(now)
         _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
