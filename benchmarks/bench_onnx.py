@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.metadata import build_metadata
 from export.onnx_export import ExportWrapper, export_onnx, graph_summary
 from export.quantize import quantize_int8
+from firmware_bridge.emg_filter import InputFilter
 from training.hand.open_hand import open_hand_model
 from training.models.backbone import LEFT_CONTEXT, VEMG2Pose
 from training.models.backbone_io import load_backbone
-from training.models.checkpoint_meta import BackboneRecord, CheckpointMeta
-from training.models.mode2_model import Mode2Model
+from training.models.checkpoint_meta import BackboneRecord, CheckpointMeta, Normalisation
+from training.models.mode2_model import BACKBONE_SAMPLES, Mode2Model
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/emg2pose/random_vemg2pose.ckpt"
 
@@ -70,10 +71,14 @@ def main() -> None:
         kind="mode2",
         hand_model=open_hand_model(),
         backbone=BackboneRecord(kind=info.kind, config=info.config.to_dict()),
+        normalisation=Normalisation(
+            std=tuple(model.preprocess.std.tolist()), input_filter=InputFilter.design(500.0).to_dict()
+        ),
         initial_state_policy="train_mean",
     )
     rng = np.random.default_rng(0)
-    windows = [(rng.normal(0, 60, (1, 8, 1000)) + 2e5).astype(np.float32) for _ in range(args.windows)]
+    # the graph's input: µV after the causal input filter (no DC left; the runtime filters the stream)
+    windows = [rng.normal(0, 60, (1, 8, 1000)).astype(np.float32) for _ in range(args.windows)]
     initial = np.zeros((1, 20), np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, meta, Path(tmp) / "model.onnx", build_metadata(meta, "0" * 64, 17))
@@ -97,7 +102,7 @@ def main() -> None:
                 return windows[state["i"]]
 
             with torch.no_grad():
-                x16 = torch.randn(1, 16, 4000) * 50
+                x16 = torch.randn(1, 16, BACKBONE_SAMPLES) * 50
                 t_official = timed(lambda: official_style_forward(backbone, x16, torch.zeros(1, 20)), args.windows)
                 t_torch = timed(
                     lambda: wrapper(torch.from_numpy(next_window()), torch.from_numpy(initial)), args.windows

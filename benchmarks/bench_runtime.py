@@ -1,7 +1,7 @@
 """The on-device loop under real pacing: duty cycle, latency, missed hops, and a memory soak — one run.
 
 Every row is `mode2 run` as a user starts it (replay of a synthetic session at 1× real time → model →
-gate → the emulated hand on a pty), 20-Hz hops, one onnxruntime thread, side by side:
+gate → the emulated hand on a pty), 20-Hz hops, one onnxruntime thread, the windowed engine, side by side:
 
 - the official-size Mode 2 model (5.97 M-parameter vemg2pose, fixture weights) exported fp32 and int8,
 - optionally `--model` (e.g. demo_out/model.onnx, the stand-in backbone the demo trains).
@@ -36,9 +36,10 @@ def official_size_models(folder: Path, session: Path) -> tuple[Path, Path]:
     """Mode 2 around the official-size backbone, saved as a checkpoint and exported by `mode2 export-onnx`."""
     import torch
 
+    from firmware_bridge.emg_filter import InputFilter
     from training.hand.open_hand import open_hand_model
     from training.models.backbone_io import load_backbone
-    from training.models.checkpoint_meta import CheckpointMeta
+    from training.models.checkpoint_meta import META_VERSION, CheckpointMeta
     from training.models.mode2_model import Mode2Model
     from training.models.model_io import hand_to_dict, save_model_checkpoint
 
@@ -47,6 +48,7 @@ def official_size_models(folder: Path, session: Path) -> tuple[Path, Path]:
     model = Mode2Model(backbone, open_hand_model(), backbone_input_scale=50.0).eval()
     model.preprocess.std.fill_(50.0)  # µV: a plausible training spread for the z-score
     meta_fields = {
+        "format_version": META_VERSION,
         "kind": "mode2",
         "hand_model": hand_to_dict(open_hand_model()),
         "config": {"adapter_init": "geometry", "backbone_input_scale": 50.0},
@@ -54,9 +56,10 @@ def official_size_models(folder: Path, session: Path) -> tuple[Path, Path]:
         "initial_state_policy": "train_mean",
         "initial_state_mean": [0.0] * 20,
         "normalisation": {
-            "method": "per-window linear detrend, then divide by the training std",
+            "method": "causal input filter on the stream, then divide by the training std",
             "std": [50.0] * 8,
             "units": "µV",
+            "input_filter": InputFilter.design(500.0).to_dict(),
         },
         "training": {"command": "benchmarks/bench_runtime.py (random fixture weights)"},
         "metrics": {},
@@ -99,6 +102,8 @@ def run_paced(model: Path, session: Path, seconds: float, summary: Path, sample_
         "0",
         "--threads",
         "1",
+        "--engine",
+        "windowed",  # the reference engine on both rows (the fp32 file's own default would be `exact`)
         "--quiet",
         "--duration",
         str(seconds),

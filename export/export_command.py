@@ -35,7 +35,7 @@ from export.onnx_export import (
 from export.parity import Parity, check_parity, session
 from export.quantize import quantize_int8
 from export.stream_export import export_stream_graphs, stream_paths, streaming_metadata
-from export.stream_parity import check_stream_parity
+from export.stream_parity import check_stream_parity, engine_accuracy
 from firmware_bridge.atomic_write import atomic_path, check_writable_file
 from firmware_bridge.emg_filter import InputFilter
 from firmware_bridge.errors import UserError
@@ -114,6 +114,7 @@ STREAM_PARITY_SECONDS = 16.0  # of raw EMG run through both engines at each hop
 class ParityData:
     windows: WindowSet  # held-out windows, filtered as the model's training was
     raw: np.ndarray  # (n, 8) raw µV of the first session: the stream the engines are compared on
+    session_paths: list[Path]  # the sessions the engines' accuracy is measured on
 
 
 def parity_windows(patterns: list[str] | None, input_filter: InputFilter) -> ParityData:
@@ -132,25 +133,43 @@ def parity_windows(patterns: list[str] | None, input_filter: InputFilter) -> Par
             )
         if not torch.isfinite(windows.emg).all():
             raise UserError(f"--data {' '.join(patterns)}: EMG has non-finite values")
-        return ParityData(windows, _stream(sessions[0].emg_raw))
+        return ParityData(windows, _stream(sessions[0].emg_raw), [s.path for s in sessions])
     from training.synth import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = simulate(tmp, sessions=1, subjects=1, minutes=0.5, seed=12345, write_2k=False, progress=False)
         sessions = load_sessions([str(paths[0])])
-        return ParityData(build_windows(sessions, input_filter=input_filter), _stream(sessions[0].emg_raw))
+        windows = build_windows(sessions, input_filter=input_filter)
+        return ParityData(windows, _stream(sessions[0].emg_raw), [])  # the temporary session is gone after this
 
 
 def _stream(raw: np.ndarray) -> np.ndarray:
     return np.asarray(raw[: int(STREAM_PARITY_SECONDS * 500)], np.float64)
 
 
+def _engines_on(path: Path, streams: dict[str, Path], metadata: dict[str, Any]) -> tuple[LoadedModel, StreamGraphs]:
+    """The runtime's view of the files just written (temporary names). The graphs are the same whatever the
+    policy; `exact` cannot run `feedback`, so such a model is checked from the training mean."""
+    policy = "train_mean" if metadata["initial_state_policy"] == "feedback" else metadata["initial_state_policy"]
+    parsed = ModelMetadata.parse({**metadata, "initial_state_policy": policy}, str(path), require_parity=False)
+    assert parsed.streaming is not None
+    model = LoadedModel(session=session(path), meta=parsed, sha256="", path=path)
+    return model, StreamGraphs(*(session(streams[part]) for part in STREAM_PARTS), info=parsed.streaming)
+
+
+def stream_accuracy(
+    path: Path, streams: dict[str, Path], metadata: dict[str, Any], sessions: list[Path]
+) -> dict[str, Any]:
+    model, graphs = _engines_on(path, streams, metadata)
+    accuracy = engine_accuracy(model, graphs, sessions)
+    for name, figures in accuracy.items():
+        print(f"held-out MPJPE, engine {name} (hop 40 ms, every labelled hop): {figures['mpjpe_mm']:.2f} mm")
+    return {**accuracy, "sessions": [p.name for p in sessions]}
+
+
 def stream_parity(path: Path, streams: dict[str, Path], metadata: dict[str, Any], raw: np.ndarray) -> dict[str, Any]:
     """The runtime's exact engine against its windowed engine on the files just written (temporary names)."""
-    parsed = ModelMetadata.parse(metadata, str(path), require_parity=False)
-    model = LoadedModel(session=session(path), meta=parsed, sha256="", path=path)
-    assert parsed.streaming is not None
-    graphs = StreamGraphs(*(session(streams[part]) for part in STREAM_PARTS), info=parsed.streaming)
+    model, graphs = _engines_on(path, streams, metadata)
     results = check_stream_parity(model, graphs, raw)
     for result in results:
         print(f"parity exact engine vs windowed ({result.describe()})")
@@ -237,8 +256,11 @@ def run(args: argparse.Namespace) -> int:
         if streams:
             export_stream_graphs(model, meta.confidence_calibration, streams, opset)
             files = {part: (stream_paths(out)[part].name, sha256_of(path)) for part, path in streams.items()}
-            final["streaming"] = streaming_metadata(files)
+            final["streaming"] = streaming_metadata(files, final["initial_state_policy"])
             final["streaming"]["parity"] = json_safe(stream_parity(tmp, streams, final, data.raw))
+            accuracy = stream_accuracy(tmp, streams, final, data.session_paths)
+            final["streaming"]["accuracy"] = json_safe(accuracy)
+
         ModelMetadata.parse(final, str(out))  # what the runtime will read back
         write_metadata(tmp, final)
         graph = graph_summary(tmp)

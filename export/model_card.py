@@ -57,9 +57,11 @@ def render_model_card(
         "",
         "## Input and output",
         "",
-        f"- `{EMG.name}` {_shape(EMG)}: **raw MindRove µV**, {WINDOW_SAMPLES / SAMPLING_RATE_HZ:g} s at "
-        f"{SAMPLING_RATE_HZ:g} Hz, channels in SDK EMG-row order; hop {RECOMMENDED_HOP_SAMPLES} samples.",
-        "  DC removal/detrend, normalisation with the training statistics and ×4 upsampling happen inside the graph.",
+        f"- `{EMG.name}` {_shape(EMG)}: MindRove µV **after the input filter** "
+        f"({(metadata['input'].get('input_filter') or {}).get('description', 'none: raw µV')}), "
+        f"{WINDOW_SAMPLES / SAMPLING_RATE_HZ:g} s at {SAMPLING_RATE_HZ:g} Hz, channels in SDK EMG-row order; "
+        f"hop {RECOMMENDED_HOP_SAMPLES} samples. The runtime runs the filter on the stream (its coefficients are in "
+        "the metadata); normalisation with the training statistics and the causal ×4 upsampling are in the graph.",
         f"- `{INITIAL_POSE.name}` {_shape(INITIAL_POSE)} rad — policy **{metadata['initial_state_policy']}** "
         f"(`feedback`: the previous window's `{FEEDBACK_ANGLES.name}`; `train_mean`: `initial_state_mean` from the "
         "metadata).",
@@ -84,6 +86,18 @@ def render_model_card(
         f"|Δjoints| ≤ {parity.get('joints_max_abs_mm', nan):.1e} mm, "
         f"MPJPE Δ {_delta(parity.get('mpjpe_delta_mm'))}.",
     ]
+    streaming = metadata.get("streaming")
+    if streaming:
+        files = ", ".join(f"`{entry['file']}`" for entry in streaming["files"].values())
+        lines.append(
+            f"- Streaming graphs {files}: engines {', '.join(streaming['engines'])} (default "
+            f"**{streaming['default_engine']}**)."
+        )
+        for hop in (streaming.get("parity") or {}).get("hops", []):
+            lines.append(
+                f"  - exact engine vs windowed, hop {hop['hop_samples']} samples, {hop['hops']} hops: "
+                f"|Δθ| ≤ {hop['theta_max_abs_rad']:.1e} rad, |Δjoints| ≤ {hop['joints_max_abs_mm']:.1e} mm."
+            )
     if int8 is not None:
         int8_path, int8_meta = int8
         p = int8_meta["parity"]

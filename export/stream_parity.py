@@ -108,3 +108,43 @@ def check_stream_parity(
         exact = StreamingEngine("exact", model, graphs, hop)
         results.append(compare_engines(windowed, exact, raw, restart_at=len(raw) // 3, seed=hop))
     return results
+
+
+def engine_accuracy(
+    model: LoadedModel, graphs: StreamGraphs, sessions: list[Path], hop: int = 20
+) -> dict[str, dict[str, float | int]]:
+    """Held-out MPJPE (vs camera labels, every hop with a valid label, the runtime's scorer) of the exact and
+    the continuous engine over the sessions' whole streams. Exact equals windowed (checked separately), so it
+    stands for both."""
+    from firmware_bridge.session import read_session
+    from runtime.run_score import RunScorer
+
+    figures: dict[str, dict[str, float | int]] = {}
+    for name in ("exact", "continuous"):
+        errors: list[float] = []
+        hops = 0
+        for path in sessions:
+            session = read_session(path, validate=False)
+            raw, stamps = np.asarray(session.emg_raw, np.float64), np.asarray(session.emg_timestamps)
+            engine = StreamingEngine(name, model, graphs, hop)
+            scorer = RunScorer(path, rate_hz=model.meta.sampling_rate_hz, window=engine.window_samples, grid=1)
+            fed, next_end = 0, engine.first_end
+            while fed < len(raw):
+                engine.feed(raw[fed : fed + 50])
+                fed = min(fed + 50, len(raw))
+                while next_end <= fed:
+                    prediction = engine.infer(next_end)
+                    engine.idle()
+                    if prediction.ready:
+                        first = next_end - engine.window_samples
+                        scorer.add(stamps[first], stamps[next_end - 1], first, prediction.joints, True)
+                    next_end += hop
+            score = scorer.result()
+            if score is not None:
+                errors.append(score.mpjpe_mm * score.scored_hops)
+                hops += score.scored_hops
+        if hops:
+            figures[name] = {"mpjpe_mm": round(sum(errors) / hops, 3), "scored_hops": hops, "hop_samples": hop}
+    if "exact" in figures:
+        figures["windowed"] = dict(figures["exact"])
+    return figures

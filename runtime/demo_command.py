@@ -92,7 +92,8 @@ def _print_outcome(out: Path) -> None:
     print("demo finished")
     if run:
         print(
-            f"  runtime on the held-out session (replay, 50-ms hop): MPJPE {run.get('mpjpe_vs_labels_mm')} mm "
+            f"  runtime on the held-out session (replay, engine {run.get('engine')}, {run.get('hop_ms')}-ms hop): "
+            f"MPJPE {run.get('mpjpe_vs_labels_mm')} mm "
             f"vs camera labels; gate open {run.get('gate_open_percent')} % of {run.get('hops')} hops; "
             f"commands sent {run.get('commands_sent')}, acked {run.get('commands_acked')}; "
             f"duty p50 {run.get('duty_p50')}; "

@@ -173,7 +173,18 @@ def make_engine(name: str, model: LoadedModel, hop_samples: int, *, threads: int
     raise UserError(f"--engine {name!r}: this runtime has {', '.join(ENGINES)}")
 
 
-def default_engine(model: LoadedModel) -> str:
-    """The model's own recommendation (its metadata), else the reference."""
+def default_engine(model: LoadedModel) -> tuple[str, str]:
+    """The model's own recommendation (its metadata), else the reference; and a note when the recommendation
+    cannot be honoured here (its streaming files are not beside it, or it cannot run the model's policy)."""
     info = model.meta.streaming
-    return info.default_engine if info is not None else "windowed"
+    if info is None or info.default_engine == "windowed":
+        return "windowed", ""
+    missing = [entry["file"] for entry in info.files.values() if not model.path.with_name(entry["file"]).is_file()]
+    if missing:
+        return "windowed", (
+            f"{model.path.name} recommends --engine {info.default_engine}, but its streaming graphs "
+            f"{', '.join(missing)} are not beside it (copy the whole export): running --engine windowed"
+        )
+    if info.default_engine == "exact" and model.meta.initial_state_policy == "feedback":
+        return "windowed", f"{model.path.name} uses the 'feedback' policy, which exact cannot run: --engine windowed"
+    return info.default_engine, ""

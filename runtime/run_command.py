@@ -53,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", required=True, help="the hand: a serial device, any pyserial URL, or 'sim' (the emulated hand)"
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_HAND_CONFIG, help="hand config (TOML)")
-    parser.add_argument("--hop-ms", type=positive_float, default=50.0, help="inference hop (ms)")
+    parser.add_argument(
+        "--hop-ms",
+        type=positive_float,
+        default=None,
+        help="inference hop (ms); default 50 for windowed, 40 (25 Hz, one encoder phase) for exact and continuous",
+    )
     parser.add_argument(
         "--threshold",
         type=bounded_float(0.0, 1.0),
@@ -124,9 +129,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, threads=args.threads)
     meta = model.meta
     hand = load_hand_config(args.config, meta.angle_names)
-    hop = _hop_samples(args.hop_ms, meta.sampling_rate_hz)
     if args.engine is None:
-        args.engine = default_engine(model)
+        args.engine, note = default_engine(model)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    if args.hop_ms is None:
+        args.hop_ms = 50.0 if args.engine == "windowed" else 40.0
+    hop = _hop_samples(args.hop_ms, meta.sampling_rate_hz)
     engine = make_engine(args.engine, model, hop, threads=args.threads)
     settings = GateSettings(
         hand.threshold if args.threshold is None else args.threshold,
@@ -370,6 +379,8 @@ def _summary(
     compute = stats.infer_ms.values() + stats.loop_ms.values() if stats.hops else np.zeros(0)
     health = source.health
     summary: dict[str, Any] = {
+        "engine": args.engine,
+        "hop_ms": round(hop_ms, 3),
         "hops": stats.hops,
         "stall_ticks": stats.stall_ticks,
         "zero_rows_repaired": stats.zero_rows_repaired,

@@ -3,7 +3,8 @@
 Same rules as `mode2 evaluate`: labels pass the guide's filter (ik_error < 15 mm, mp_confidence > 0.5),
 are interpolated linearly at the prediction's instant, and count only where both neighbouring frames
 are valid and at most 100 ms apart. The prediction's instant is the model's "now": its last backbone
-output, the ×4-upsampled window's last sample, (4·W − 1)/(4·rate) after the window's first sample.
+output, which lies at window sample 998.875 (training/models/mode2_model.py: 2-kHz encoder-input sample m is at
+window sample (m + 25.5) / 4, and the last output is m = 3,970); the initial state's at m = 1,790.
 
 Two numbers come out. `all hops`: every hop whose "now" has a valid label — what the device achieves.
 `evaluate's windows`: only the hops whose window is one that `mode2 evaluate` scores (starting on the
@@ -23,7 +24,9 @@ from firmware_bridge.session import read_session
 
 MAX_LABEL_GAP_S = 0.1
 UPSAMPLE = 4  # the model's internal 500 Hz → 2 kHz
-INITIAL_STATE_SAMPLE_2KHZ = 1790  # the backbone's left context: the initial state's instant
+ENCODER_TIME_OFFSET_2KHZ = 25.5  # encoder-input sample m lies at 2-kHz window position m + 25.5
+NOW_2KHZ = 3970 + ENCODER_TIME_OFFSET_2KHZ  # the last backbone output ("now")
+INITIAL_STATE_SAMPLE_2KHZ = 1790 + ENCODER_TIME_OFFSET_2KHZ  # the backbone's left context: the initial state
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class RunScorer:
         self.valid = session.valid_pose_mask() if len(self.stamps) else np.zeros(0, bool)
         self.labels = np.asarray(session.joints_3d, np.float64)
         self.rate, self.window, self.grid = rate_hz, window, grid
-        self.now_after_first = (UPSAMPLE * window - 1) / (UPSAMPLE * rate_hz)
+        self.now_after_first = NOW_2KHZ / (UPSAMPLE * rate_hz)
+        assert window == 1000, "the label instants above are the 1,000-sample window's"
         self.initial_after_first = INITIAL_STATE_SAMPLE_2KHZ / (UPSAMPLE * rate_hz)
         self.hops = 0
         self._errors = array("d")  # hops whose "now" has a valid label

@@ -8,13 +8,15 @@ stage, a window's frames are the same frames its neighbours use (training/models
   samples need one phase (one grid of frame ends); a 10-sample hop needs two grids, 5 samples four.
 - **`exact`** — staggered rollouts: every window on the hop grid gets its own rollout, started from the
   model's initial state when its first frame arrives and stepped (frame k → steps 2k−1, 2k) as later frames
-  arrive; all rollouts of a phase advance together as one batched LSTM step. When a window's last frame
-  arrives its rollout is finished first, alone (the pose is then ready for the hop), and the others are
-  advanced in `idle()` after the hop's command has gone out. The result equals the windowed model's.
+  arrive; all rollouts of a phase advance together as one batched LSTM step. A window's last frame is
+  complete 5 samples before the window ends, so normally the whole batch (the finishing rollout with it) runs
+  before the hop and the hop only runs the head; when one block of samples completes both (a burst), the
+  finishing rollout is stepped first, alone, and the others in `idle()` after the hop's command has gone
+  out. The result equals the windowed model's.
   The `feedback` initial-state policy is not offered (a window's start would wait for a later window).
 - **`continuous`** — `lanes` long-lived rollouts per phase, each restarted from the initial state every
-  `lane_steps` steps, staggered evenly; the pose is the oldest lane's (its age between
-  lane_steps·(1 − 1/lanes) and lane_steps). One lane that never restarts is `lanes=1, lane_steps=None`.
+  `lane_steps` steps, staggered evenly, all stepped in one batch; the pose is the oldest lane's (its age
+  between lane_steps·(1 − 1/lanes) and lane_steps). One lane that never restarts is `lanes=1, lane_steps=None`.
   Cheaper than exact (lanes instead of ~28 rollouts per phase), not equal to it: its accuracy is measured
   (benchmarks/streaming_accuracy.py) and carried in the model's metadata.
 
@@ -49,8 +51,12 @@ from runtime.model_metadata import LoadedModel, StreamGraphs, load_stream_graphs
 
 ENCODER_RECEPTIVE_SAMPLES = 450  # a frame reads 1,791 samples at 2 kHz ≈ 448 window samples, plus the pair
 MAX_PHASES = 4
-DEFAULT_LANES = 2
-DEFAULT_LANE_STEPS = 110  # 2.2 s at 50 Hz: the pose's rollout is 1.1–2.2 s old
+# 4 lanes restarted every 76 steps, staggered: the emitted (oldest) lane is 56–76 steps old. Measured on the
+# held-out sessions (benchmarks/streaming_accuracy.py): accuracy falls with the emitted rollout's age (2 lanes
+# × 110 steps +0.5 mm vs exact, 2 × 250 +2.2 mm, one lane never restarting +7 mm); cross-fading lanes or letting
+# the confidence head pick one did not beat keeping them young.
+DEFAULT_LANES = 4
+DEFAULT_LANE_STEPS = 76
 
 
 @dataclass
@@ -61,7 +67,6 @@ class _Rollout:
     pose: np.ndarray
     h: np.ndarray  # (layers, hidden)
     c: np.ndarray
-    done: int = -1  # continuous: the frame end whose steps were already taken (the emitted lane)
 
 
 @dataclass
@@ -213,21 +218,23 @@ class StreamingEngine:
 
     def _reset_state(self, at: int) -> None:
         self._clean_from = at
-        self._pending.clear()
-        self._results.clear()
+        self._flush()  # frames before the restart are complete: their rollouts may finish windows before it
+        self._results = {end: r for end, r in self._results.items() if end <= at}
         self._phases = [self._new_phase(r) for r in self.residues]
 
     def _advance(self, samples: np.ndarray) -> None:
-        if not len(samples):
-            return
-        self.stage.feed(samples)
-        total = self.stage.total
-        while True:
+        """Feed up to each next frame end and compute that frame, so that a burst of several seconds (the SDK
+        hands over everything it buffered during a host pause) never outruns the filtered ring."""
+        begin = 0
+        while begin < len(samples):
             phase = min(self._phases, key=lambda p: p.next_end)
-            if phase.next_end > total:
-                return
-            self._frame(phase, phase.next_end)
-            phase.next_end += self.frame
+            take = max(1, min(len(samples) - begin, phase.next_end - self.stage.total))
+            self.stage.feed(samples[begin : begin + take])
+            begin += take
+            while phase.next_end <= self.stage.total:
+                self._frame(phase, phase.next_end)
+                phase.next_end += self.frame
+                phase = min(self._phases, key=lambda p: p.next_end)
 
     def _frame(self, phase: _Phase, end: int) -> None:
         self._flush()  # the previous frame's steps come first
@@ -238,11 +245,13 @@ class StreamingEngine:
         phase.frames[end] = frame
         for old in [e for e in phase.frames if e <= end - self.n_frames * self.frame]:
             del phase.frames[old]
-        if self.name == "exact":
-            self._exact_finish(phase, end)
+        if self.name == "continuous":
+            self._continuous_step(phase, end)  # a few lanes: one batch, then emit
+        elif self.stage.total < end + self.before:
+            self._exact_advance(phase, end)  # the hop is still samples away: all rollouts in one batch now
         else:
-            self._continuous_emit(phase, end)
-        self._pending.append((phase, end))
+            self._exact_finish(phase, end)  # the hop is due: finish its rollout alone, the rest after the hop
+            self._pending.append((phase, end))
 
     def _on_grid(self, window_end: int) -> bool:
         return (window_end - self.first_end) % self.hop == 0 and window_end - self.window_samples >= self._clean_from
@@ -294,6 +303,11 @@ class StreamingEngine:
         self._step(phase.rollouts, odd)
         older = [r for r in phase.rollouts if r.first != end]
         self._step(older, even[: len(older)])
+        finished = [r for r in phase.rollouts if r.end - self.before == end]
+        for r in finished:
+            self._results[r.end] = (r.pose, phase.frames[end])
+        if finished:
+            phase.rollouts = [r for r in phase.rollouts if r not in finished]
 
     # continuous: long-lived lanes, restarted on a staggered schedule
     def _lane_due(self, phase: _Phase, end: int) -> list[int]:
@@ -308,39 +322,26 @@ class StreamingEngine:
         offsets = [round(j * period / self.lanes) for j in range(self.lanes)]
         return [j for j, o in enumerate(offsets) if age_frames >= o and (age_frames - o) % period == 0]
 
-    def _continuous_emit(self, phase: _Phase, end: int) -> None:
+    def _continuous_step(self, phase: _Phase, end: int) -> None:
+        """Advance every lane by this frame in one batch (lanes due a restart begin again from the initial
+        state), then emit the oldest lane's pose if a hop ends with this frame."""
+        due = set(self._lane_due(phase, end))
+        fresh = [self._new_rollout(lane, end) for lane in sorted(due)]
+        going = [r for r in phase.rollouts]
+        odd, even = self._features(phase, end, going + fresh)
+        self._step(going + fresh, odd)
+        self._step(going, even[: len(going)])
         window_end = end + self.before
-        if not self._on_grid(window_end) or not phase.rollouts:
-            return
-        oldest = max(phase.rollouts, key=lambda r: r.steps)
-        if oldest.steps + 2 < 2 * self.n_frames - 1:
-            return  # no lane is yet as old as an exact rollout: not ready
-        odd, even = self._features(phase, end, [oldest])
-        self._step([oldest], odd)
-        self._step([oldest], even)
-        oldest.done = end  # `_continuous_advance` leaves it alone for this frame
-        self._results[window_end] = (oldest.pose, phase.frames[end])
-
-    def _continuous_advance(self, phase: _Phase, end: int) -> None:
-        todo = [r for r in phase.rollouts if r.done != end]
-        for lane in self._lane_due(phase, end):
-            phase.rollouts = [r for r in phase.rollouts if r.end != lane]
-            todo = [r for r in todo if r.end != lane]
-            fresh = self._new_rollout(lane, end)
-            phase.rollouts.append(fresh)
-            todo.append(fresh)
-        odd, even = self._features(phase, end, todo)
-        self._step(todo, odd)
-        older = [r for r in todo if r.first != end]
-        self._step(older, even[: len(older)])
+        if going and self._on_grid(window_end):
+            oldest = max(going, key=lambda r: r.steps)
+            if oldest.steps >= 2 * self.n_frames - 1:  # as old as an exact rollout at least
+                self._results[window_end] = (oldest.pose, phase.frames[end])
+        phase.rollouts = [r for r in going if r.end not in due] + fresh
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         for phase, end in pending:
-            if self.name == "exact":
-                self._exact_advance(phase, end)
-            else:
-                self._continuous_advance(phase, end)
+            self._exact_advance(phase, end)
 
 
 def make_streaming_engine(name: str, model: LoadedModel, hop_samples: int, *, threads: int = 1) -> StreamingEngine:

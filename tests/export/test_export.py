@@ -52,6 +52,10 @@ def test_metadata_and_checker(exported: Path, checkpoints: Path) -> None:
     assert meta["parity"]["theta_max_abs_rad"] <= 1e-4 and meta["parity"]["joints_max_abs_mm"] <= 0.01
     assert len(meta["source_checkpoint_sha256"]) == 64
     assert (exported.parent / "model.md").read_text().count("Parity") == 1
+    # the causal input filter the model was trained behind travels with it, for the runtime to run on the stream
+    _, checkpoint_meta = load_model_checkpoint(checkpoints / "transfer_mode2_best.pth")
+    assert checkpoint_meta.normalisation is not None
+    assert meta["input"]["input_filter"] == json.loads(json.dumps(checkpoint_meta.normalisation.input_filter))
 
 
 def test_parity_and_dynamic_batch(exported: Path, checkpoints: Path) -> None:
@@ -90,7 +94,8 @@ def test_int8_file_describes_itself_not_the_fp32_model(exported: Path, checkpoin
     assert int8.meta.parity != fp32.meta.parity
     # its figures are its own: measured again on the same windows, the int8 file gives exactly them
     model, meta = load_model_checkpoint(checkpoints / "transfer_mode2_best.pth")
-    windows = export_command.parity_windows([str(small_world / "s01_r03.h5")])
+    assert meta.normalisation is not None
+    windows = export_command.parity_windows([str(small_world / "s01_r03.h5")], meta.normalisation.filter).windows
     inputs = export_command.parity_inputs(windows, fp32.meta.initial_state_mean)
     wrapper = ExportWrapper(model, meta.confidence_calibration)
     for loaded in (fp32, int8):

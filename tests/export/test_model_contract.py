@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from export.metadata import build_metadata
+from firmware_bridge.emg_filter import InputFilter
 from runtime.model_contract import (
     CONFIDENCE,
     EMG,
@@ -63,7 +64,9 @@ def checkpoint_meta(**overrides: Any) -> CheckpointMeta:
         kind="mode2",
         hand_model=replace(open_hand_model(), source="open"),
         normalisation=Normalisation(
-            method="detrend, then z-score", std=(90.0, 140.0, 50.0, 60.0, 70.0, 80.0, 55.0, 65.0)
+            method="causal input filter, then z-score",
+            std=(90.0, 140.0, 50.0, 60.0, 70.0, 80.0, 55.0, 65.0),
+            input_filter=InputFilter.design(500.0).to_dict(),
         ),
         initial_state_policy="train_mean",
         initial_state_mean=tuple(0.01 * i for i in range(20)),
@@ -183,6 +186,7 @@ BREAKS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
     ("input", "recommended_hop_samples"): st.one_of(
         st.integers(-10, 0), st.integers(1001, 10**6), st.just(250.0), junk, st.just(DELETE)
     ),
+    ("input", "input_filter"): st.one_of(junk, st.just(DELETE), st.just({"kind": "ba", "b": [1.0], "a": [1.0]})),
     ("input", "normalisation_std_uv"): st.one_of(
         lists_of(8, st.floats(1, 100)), st.lists(st.one_of(not_finite, st.floats(-10, 0)), min_size=8, max_size=8)
     ),

@@ -124,9 +124,10 @@ def _with_policy(model: Path, policy: str, out: Path) -> Path:
 def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
     exported_model, trained_checkpoints, small_world, tmp_path, policy: str
 ) -> None:
-    """At the export's 1-s hop the runtime scores the windows `mode2 evaluate` scores: the same number, for
+    """At the export's 1-s hop the runtime (its reference engine, the window graph: the copy with the edited
+    policy has no streaming files beside it) scores the windows `mode2 evaluate` scores: the same number, for
     a stateless policy and for `feedback` (carried through every window, labelled or not, in both)."""
-    from training.data.windows import build_windows
+    from training.data.windows import build_windows, input_filter_of
     from training.models.model_io import load_model_checkpoint
     from training.scoring.evaluation import predict
 
@@ -141,14 +142,18 @@ def test_runtime_reproduces_evaluate_mpjpe_on_the_same_windows(
             "0",
             "--hop-ms",
             "1000",
+            "--engine",
+            "windowed",
             "--quiet",
             "--summary-json",
             summary_file,
         )
     )
     summary = json.loads(summary_file.read_text())
-    model, meta = load_model_checkpoint(trained_checkpoints / "transfer_mode2_best.pth")
-    windows = build_windows([read_session(session)], with_chain=True)
+    checkpoint = trained_checkpoints / "transfer_mode2_best.pth"
+    model, meta = load_model_checkpoint(checkpoint)
+    # filtered as the model was trained: the runtime runs the same filter on the stream
+    windows = build_windows([read_session(session)], with_chain=True, input_filter=input_filter_of(meta, checkpoint))
     mean = torch.as_tensor(np.asarray(meta.initial_state_mean, np.float32))[None]
     joints = predict(model, windows, policy, mean)["joints"]
     mask = windows.mask[:, -1].numpy()

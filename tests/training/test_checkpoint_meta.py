@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from export.metadata import build_metadata
+from firmware_bridge.emg_filter import InputFilter
 from runtime.model_contract import ModelMetadata
 from training.hand.open_hand import open_hand_model
 from training.models.backbone_io import load_backbone
@@ -29,11 +30,15 @@ from training.models.mode2_model import Mode2Model
 from training.models.model_io import load_model_checkpoint, save_model_checkpoint
 
 HAND = open_hand_model()
+FILTER = InputFilter.design(500.0)
 
 
-def _legacy_mode2_file(path: Path, *, with_version: bool = True, **overrides: Any) -> tuple[Path, Mode2Model]:
-    """A Mode 2 checkpoint as `mode2 train` wrote it before CheckpointMeta existed: a plain dict built key by
-    key (no backbone_input_scale, no content fingerprints, no theta_mean, as the earliest files)."""
+def _plain_mode2_file(
+    path: Path, *, format_version: int | None = META_VERSION, **overrides: Any
+) -> tuple[Path, Mode2Model]:
+    """A Mode 2 checkpoint written as a plain dict built key by key, with only what a reader must accept as
+    optional left out (no backbone_input_scale, no content fingerprints, no theta_mean). `format_version=None`
+    leaves the version key out, as the files written before CheckpointMeta existed did."""
     torch.manual_seed(0)
     backbone, info = load_backbone(None)
     model = Mode2Model(backbone, HAND, adapter_init="geometry")
@@ -51,7 +56,12 @@ def _legacy_mode2_file(path: Path, *, with_version: bool = True, **overrides: An
             "synthetic": True,
         },
         "backbone": {"kind": info.kind, "path": info.path, "sha256": info.sha256, "config": info.config.to_dict()},
-        "normalisation": {"method": "per-window linear detrend", "std": [30.0] * 8, "units": "µV"},
+        "normalisation": {
+            "method": "causal input filter, then divide by the training std",
+            "std": [30.0] * 8,
+            "units": "µV",
+            "input_filter": FILTER.to_dict(),
+        },
         "initial_state_mean": [0.1] * 20,
         "metrics": {
             "val_mpjpe_mm": 17.5,
@@ -65,8 +75,8 @@ def _legacy_mode2_file(path: Path, *, with_version: bool = True, **overrides: An
         "confidence_calibration": {"x": [0.1, 0.5, 0.9], "y": [0.2, 0.6, 0.8], "target": "P(err <= 20 mm)", "n": 30},
         "kind": "mode2",
     }
-    if with_version:
-        content["format_version"] = 1
+    if format_version is not None:
+        content["format_version"] = format_version
     content.update(overrides)
     content["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save(content, path)
@@ -77,29 +87,41 @@ def _direct_meta(**changes: Any) -> CheckpointMeta:
     return CheckpointMeta(kind="direct", hand_model=HAND, **changes)
 
 
-@pytest.mark.parametrize("with_version", [True, False], ids=["format_version 1", "no version key"])
-def test_a_checkpoint_written_the_old_way_still_loads_and_exports(tmp_path: Path, with_version: bool) -> None:
-    path, original = _legacy_mode2_file(tmp_path / "old.pth", with_version=with_version)
+def test_a_checkpoint_written_as_a_plain_table_loads_and_exports(tmp_path: Path) -> None:
+    path, original = _plain_mode2_file(tmp_path / "plain.pth")
     model, meta = load_model_checkpoint(path)
     assert meta.version == META_VERSION and meta.kind == "mode2"
-    assert meta.config == ModelConfig("geometry", 1.0)  # the default the old reader applied
+    assert meta.config == ModelConfig("geometry", 1.0)  # the default the reader applies
     assert meta.training is not None and meta.training.train_sessions == ("s01/r01", "s01/r02")
-    assert meta.training.train_emg_sha256 is None, "predates content fingerprints: evaluate falls back to keys"
+    assert meta.training.train_emg_sha256 is None, "no content fingerprints: evaluate falls back to keys"
     assert meta.theta_mean is None and meta.metrics is not None and meta.metrics.epoch == 3
     assert meta.initial_state_mean == (0.1,) * 20
+    assert meta.normalisation is not None and meta.normalisation.filter == FILTER, "the input filter travels"
     np.testing.assert_array_equal(meta.hand_model.joints_rest, HAND.joints_rest)
     emg = torch.randn(2, 8, 1000) * 30
     with torch.no_grad():
         torch.testing.assert_close(model(emg, torch.zeros(2, 20))[0], original.eval()(emg, torch.zeros(2, 20))[0])
     document = build_metadata(meta, "0" * 64, 17)
-    parsed = ModelMetadata.parse(document, "old export", require_parity=False)
+    parsed = ModelMetadata.parse(document, "plain export", require_parity=False)
     assert parsed.initial_state_mean == pytest.approx((0.1,) * 20)
+    assert parsed.input_filter is not None and InputFilter.from_dict(parsed.input_filter) == FILTER
     assert document["training_data"]["val_sessions"] == ["s01/r03"] and document["validation"]["val_mpjpe_mm"] == 17.5
+
+
+@pytest.mark.parametrize("format_version", [1, None], ids=["format_version 1", "no version key"])
+def test_a_checkpoint_of_the_detrending_model_is_refused_with_a_message_to_retrain(
+    tmp_path: Path, format_version: int | None
+) -> None:
+    """Version 1 weights were trained on detrended raw windows: they do not fit today's filtered input stage."""
+    path, _ = _plain_mode2_file(tmp_path / "old.pth", format_version=format_version)
+    with pytest.raises(CheckpointError, match=r"version 1\).*retrain with `mode2 train`") as refused:
+        load_model_checkpoint(path)
+    assert str(refused.value).startswith(f"{path}: trained by an older mode2-edge whose model detrended")
 
 
 def test_saved_meta_reads_back_field_for_field(tmp_path: Path) -> None:
     meta = _direct_meta(
-        normalisation=Normalisation(std=(1.5,) * 8),
+        normalisation=Normalisation(std=(1.5,) * 8, input_filter=InputFilter.design(500.0, notch_hz=(50.0,)).to_dict()),
         training=TrainingRecord(command="mode2 train", seed=4, train_sessions=("a/b",), train_emg_sha256={"a/b": "f"}),
         theta_mean=(0.25,) * 20,
         initial_state_mean=(0.5,) * 20,
@@ -117,7 +139,7 @@ def test_saved_meta_reads_back_field_for_field(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_from_a_newer_version_is_refused_naming_file_and_version(tmp_path: Path) -> None:
-    path, _ = _legacy_mode2_file(tmp_path / "future.pth", format_version=META_VERSION + 1)
+    path, _ = _plain_mode2_file(tmp_path / "future.pth", format_version=META_VERSION + 1)
     with pytest.raises(CheckpointError, match=rf"{path}: written by a newer mode2-edge .*version {META_VERSION + 1}"):
         load_model_checkpoint(path)
 
@@ -130,6 +152,16 @@ def test_a_checkpoint_from_a_newer_version_is_refused_naming_file_and_version(tm
         ({"training": {"train_sessions": "s01/r01"}}, r"'training\.train_sessions': expected a list of strings"),
         ({"initial_state_mean": "0.1"}, r"'initial_state_mean': expected a list of numbers, got str"),
         ({"normalisation": {"std": ["a"] * 8}}, r"'normalisation\.std': expected a list of numbers"),
+        ({"normalisation": {"std": [30.0] * 8}}, r"'normalisation\.input_filter' is missing"),
+        (
+            {
+                "normalisation": {
+                    "std": [30.0] * 8,
+                    "input_filter": {**FILTER.to_dict(), "sos": [[1, 0, 0, 1, -1.5, 0]]},
+                }
+            },
+            r"normalisation\.input_filter\.sos: unstable",
+        ),
         ({"metrics": {"val_loss": 0.1}}, r"'metrics\.val_mpjpe_mm' is missing"),
         ({"metrics": {"val_mpjpe_mm": "17", "val_mpjpe_median_mm": 1, "val_loss": 1, "epoch": 1}}, "expected a number"),
         ({"config": {"adapter_init": 3}}, r"'config\.adapter_init': expected a string, got int"),
@@ -142,7 +174,7 @@ def test_a_checkpoint_from_a_newer_version_is_refused_naming_file_and_version(tm
 def test_a_missing_or_mistyped_key_is_refused_naming_file_and_key(
     tmp_path: Path, override: dict[str, Any], message: str
 ) -> None:
-    path, _ = _legacy_mode2_file(tmp_path / "bad.pth", **override)
+    path, _ = _plain_mode2_file(tmp_path / "bad.pth", **override)
     with pytest.raises(CheckpointError, match=message) as refused:
         load_model_checkpoint(path)
     assert str(refused.value).startswith(f"{path}: ")

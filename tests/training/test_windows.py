@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from firmware_bridge.emg_filter import InputFilter, filter_session
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import read_session
 from training.data.windows import (
@@ -17,7 +18,7 @@ from training.data.windows import (
     session_windows,
     split_sessions,
 )
-from training.models.mode2_model import Preprocess, output_time_offsets
+from training.models.mode2_model import output_time_offsets
 
 
 def test_windows_follow_the_guide(small_world: Path) -> None:
@@ -27,8 +28,14 @@ def test_windows_follow_the_guide(small_world: Path) -> None:
     assert w["emg"].shape[1:] == (8, 1000)
     assert len(w["emg"]) <= (n - 1000) // 500 + 1, "2-s windows, 50 % overlap"
     assert np.allclose(np.diff(w["start_time"])[np.diff(w["start_time"]) < 1.5], 1.0, atol=0.01)
-    # labels interpolated at the supervised instants; "now" is the window's last sample
-    assert output_time_offsets([SUPERVISED_INDICES[-1]])[0] == pytest.approx(3999 / 2000.0)  # last 2-kHz sample
+    # windows are cut from the session after the model's causal input filter, run over the whole stream
+    filtered = filter_session(session.emg_raw, session.emg_timestamps, InputFilter.design(500.0))
+    first = int(np.searchsorted(session.emg_timestamps, w["start_time"][0]))
+    np.testing.assert_array_equal(w["emg"][0], filtered[first : first + 1000].T)
+    # labels interpolated at the supervised instants; "now" is the window's end: the last 2-kHz sample, the 4th of
+    # the causal upsampler's between window samples 998 and 999, i.e. (4·999 − 1 + 0.5) / 2000 s
+    assert output_time_offsets([SUPERVISED_INDICES[-1]])[0] == pytest.approx(3995.5 / 2000.0)
+    assert 999 / 500.0 - output_time_offsets([SUPERVISED_INDICES[-1]])[0] < 0.5 / 500.0, "within ½ sample of 'now'"
 
 
 def test_invalid_camera_frames_are_not_supervised(small_world: Path) -> None:
@@ -71,7 +78,8 @@ def test_normalisation_statistics_come_from_training_windows(small_world: Path) 
     sessions = [read_session(small_world / f"s01_r0{r}.h5") for r in (1, 2, 3)]
     train = build_windows(sessions[:2])
     val = build_windows(sessions[2:])
-    pre = Preprocess()
-    std_train = channel_std(train, pre.detrend)
+    std_train = channel_std(train)
     assert std_train.shape == (8,) and torch.all(std_train > 1)
-    assert not torch.allclose(std_train, channel_std(val, pre.detrend)), "each set has its own statistics"
+    assert not torch.allclose(std_train, channel_std(val)), "each set has its own statistics"
+    # the spread of the filtered windows the model sees (no DC left to inflate it)
+    torch.testing.assert_close(std_train, train.emg.transpose(0, 1).reshape(8, -1).std(dim=1), rtol=0.05, atol=0)

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 import pytest
 
+from runtime.model_metadata import read_model_metadata
 from runtime.telemetry import TelemetryClient
 from tui.live_feed import FeedDisconnected, LiveFeed
 
@@ -297,14 +298,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _demo_folder(exported_model: Path, tmp_path: Path) -> Path:
+    """A folder laid out like `mode2 demo --out`: the exported model with the streaming graphs it names beside
+    it (the runtime's default engine runs them), and a held-out session (a run file is a session the replay
+    source reads)."""
+    demo = tmp_path / "demo"
+    (demo / "sessions").mkdir(parents=True)
+    (demo / "model.onnx").symlink_to(exported_model)
+    streaming = read_model_metadata(exported_model).get("streaming") or {}
+    for entry in streaming.get("files", {}).values():
+        (demo / entry["file"]).symlink_to(exported_model.with_name(entry["file"]))
+    (demo / "sessions" / "s01_r04.h5").symlink_to(RUN_FILE)
+    return demo
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_demo_chain_children_die_with_a_killed_dashboard(exported_model, tmp_path) -> None:
     """`mode2 dashboard --demo` starts `mode2 run` (and under it the emulated hand); kill -9 the dashboard
     and both go within a bounded time — nothing keeps driving a hand nobody watches."""
-    demo = tmp_path / "demo"
-    (demo / "sessions").mkdir(parents=True)
-    (demo / "model.onnx").symlink_to(exported_model)
-    (demo / "sessions" / "s01_r04.h5").symlink_to(RUN_FILE)  # a run file is a session the replay source reads
+    demo = _demo_folder(exported_model, tmp_path)
     scratch = tempfile.mkdtemp(prefix="m2tui-")  # the killed dashboard cannot remove its temp folder: ours does
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
@@ -359,10 +371,7 @@ def test_demo_chain_restarts_the_runtime_and_never_rearms_what_the_operator_stop
     an e-stop from the dashboard the next runtime starts disarmed."""
     from tui.demo_chain import DemoChain, DemoFeed
 
-    demo = tmp_path / "demo"
-    (demo / "sessions").mkdir(parents=True)
-    (demo / "model.onnx").symlink_to(exported_model)
-    (demo / "sessions" / "s01_r04.h5").symlink_to(RUN_FILE)
+    demo = _demo_folder(exported_model, tmp_path)
     chain = DemoChain(demo, speed=8).start()  # the 18-s recording lasts ~2 s at 8×
     feed = DemoFeed(chain, reconnect_interval=0.1)
     seen: list[dict] = []
