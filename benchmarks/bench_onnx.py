@@ -9,6 +9,7 @@ Run: `python benchmarks/bench_onnx.py [--windows 20]`.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model
 from export.metadata import build_metadata
 from export.onnx_export import ExportWrapper, export_onnx, graph_summary
 from export.quantize import quantize_int8
@@ -124,6 +126,10 @@ def main() -> None:
             reference = [t.numpy() for t in wrapper(torch.from_numpy(windows[0]), torch.from_numpy(initial))]
         got32 = sessions["fp32"].run(None, {"emg": windows[0], "initial_pose": initial})
         got8 = sessions["int8"].run(None, {"emg": windows[0], "initial_pose": initial})
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} logical cores; onnxruntime {ort.__version__} (intra-op threads as "
+        f"listed, inter-op 1), torch {torch.__version__} (torch.set_num_threads as listed)"
+    )
     print(
         f"Mode 2 with the official-size vemg2pose (5.97 M params), batch 1, 2-s window; graph {graph['nodes']} nodes, "
         f"loop unrolled: {not graph['has_loop']}"

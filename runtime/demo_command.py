@@ -107,7 +107,7 @@ def _print_outcome(out: Path) -> None:
         )
     print(
         f"  files: sessions {out / 'sessions'}/ · checkpoints {out / 'train'}/ · evaluation {out / 'evaluation'}/ · "
-        f"model {out / MODEL} (+ model.int8.onnx, model.md) · run file {out / 'run.h5'}"
+        f"model {out / MODEL} (+ its streaming graphs, model.int8.onnx, model.md) · run file {out / 'run.h5'}"
     )
 
 
