@@ -119,15 +119,15 @@ def engine_accuracy(
     from firmware_bridge.session import read_session
     from runtime.run_score import RunScorer
 
-    figures: dict[str, dict[str, float | int]] = {}
-    for name in ("exact", "continuous"):
-        errors: list[float] = []
-        hops = 0
-        for path in sessions:
-            session = read_session(path, validate=False)
-            raw, stamps = np.asarray(session.emg_raw, np.float64), np.asarray(session.emg_timestamps)
+    names = ("exact", "continuous")
+    weighted = dict.fromkeys(names, 0.0)
+    hops = dict.fromkeys(names, 0)
+    for path in sessions:
+        session = read_session(path, validate=False)
+        raw, stamps = np.asarray(session.emg_raw, np.float64), np.asarray(session.emg_timestamps)
+        for name in names:
             engine = StreamingEngine(name, model, graphs, hop)
-            scorer = RunScorer(path, rate_hz=model.meta.sampling_rate_hz, window=engine.window_samples, grid=1)
+            scorer = RunScorer(session, rate_hz=model.meta.sampling_rate_hz, window=engine.window_samples, grid=1)
             fed, next_end = 0, engine.first_end
             while fed < len(raw):
                 engine.feed(raw[fed : fed + 50])
@@ -141,10 +141,13 @@ def engine_accuracy(
                     next_end += hop
             score = scorer.result()
             if score is not None:
-                errors.append(score.mpjpe_mm * score.scored_hops)
-                hops += score.scored_hops
-        if hops:
-            figures[name] = {"mpjpe_mm": round(sum(errors) / hops, 3), "scored_hops": hops, "hop_samples": hop}
+                weighted[name] += score.mpjpe_mm * score.scored_hops
+                hops[name] += score.scored_hops
+    figures = {
+        name: {"mpjpe_mm": round(weighted[name] / hops[name], 3), "scored_hops": hops[name], "hop_samples": hop}
+        for name in names
+        if hops[name]
+    }
     if "exact" in figures:
         figures["windowed"] = dict(figures["exact"])
     return figures

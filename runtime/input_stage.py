@@ -34,7 +34,7 @@ class InputStage:
                     f"runs at {meta.sampling_rate_hz:g} Hz"
                 )
             self.filter = StreamFilter(spec, meta.channels)
-        self.ring = EmgRing(capacity, meta.channels)  # filtered samples
+        self.ring = EmgRing(capacity, meta.channels, dtype=np.float32)  # filtered samples, as the graphs take them
         self._restart_at: list[int] = []  # absolute sample counts where the filter restarts
         self._pending: list[np.ndarray] = []  # raw blocks fed but not yet filtered
         self._fed = 0
@@ -83,4 +83,4 @@ class InputStage:
         """The `length` filtered samples ending at absolute count `end` (exclusive), oldest first, float32."""
         if end > self.ring.total:
             self._catch_up()
-        return self.ring.latest(length, upto=end)[0].astype(np.float32)
+        return self.ring.latest(length, upto=end)[0]

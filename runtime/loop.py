@@ -294,8 +294,7 @@ class RuntimeLoop:
     def _hop(self, end: int, received_at: float) -> None:
         started = time.perf_counter()
         self._last_hop_wall = time.monotonic()
-        stamps = self.ring.latest(self.window, upto=end)[1]
-        t = float(stamps[-1])
+        t_first, t = self.ring.span(self.window, upto=end)
         prediction = self.engine.infer(end)
         self._last_pred = prediction
         report = self._report
@@ -315,7 +314,7 @@ class RuntimeLoop:
         latency_ms = (time.monotonic() - received_at) * 1000.0
         loop_ms = (time.perf_counter() - started) * 1000.0 - prediction.call_ms
         if self.scorer is not None:
-            self.scorer.add(float(stamps[0]), t, end - self.window, prediction.joints, decision.active)
+            self.scorer.add(t_first, t, end - self.window, prediction.joints, decision.active)
         self._account(t, decision, prediction, report, seq, targets, kind, latency_ms, loop_ms)
         self.engine.idle()  # an incremental engine's deferred work, now that the command is out
 

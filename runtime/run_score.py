@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_bridge.session import read_session
+from firmware_bridge.session import Session, read_session
 
 MAX_LABEL_GAP_S = 0.1
 UPSAMPLE = 4  # the model's internal 500 Hz → 2 kHz
@@ -45,8 +45,10 @@ class RunScorer:
     """Scores each hop as it happens (memory stays flat however long the replay): the labels are read once,
     then every hop adds one error value."""
 
-    def __init__(self, session_path: str | Path, *, rate_hz: float, window: int, grid: int) -> None:
-        session = read_session(session_path, validate=False)
+    def __init__(self, session: str | Path | Session, *, rate_hz: float, window: int, grid: int) -> None:
+        """`session`: the replayed session file, or the Session already read from it."""
+        if not isinstance(session, Session):
+            session = read_session(session, validate=False)
         self.stamps = np.asarray(session.pose_timestamps, np.float64)
         self.valid = session.valid_pose_mask() if len(self.stamps) else np.zeros(0, bool)
         self.labels = np.asarray(session.joints_3d, np.float64)

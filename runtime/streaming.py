@@ -327,7 +327,7 @@ class StreamingEngine:
         state), then emit the oldest lane's pose if a hop ends with this frame."""
         due = set(self._lane_due(phase, end))
         fresh = [self._new_rollout(lane, end) for lane in sorted(due)]
-        going = [r for r in phase.rollouts]
+        going = list(phase.rollouts)
         odd, even = self._features(phase, end, going + fresh)
         self._step(going + fresh, odd)
         self._step(going, even[: len(going)])

@@ -84,9 +84,10 @@ class EncoderStep(nn.Module):
         super().__init__()
         self.preprocess = model.preprocess
         self.adapter = model.adapter
-        self.layers = nn.ModuleList(m for m, _, _ in _stateful_layers(model))
-        self.kernels = [k for _, k, _ in _stateful_layers(model)]
-        self.strides = [s for _, _, s in _stateful_layers(model)]
+        layers = _stateful_layers(model)
+        self.layers = nn.ModuleList(m for m, _, _ in layers)
+        self.kernels = [k for _, k, _ in layers]
+        self.strides = [s for _, _, s in layers]
         width = model.backbone.cfg.width
         self.carry: list[CarrySpec] = [CarrySpec("carry_input", 8, 1)]  # the previous filtered sample
         new = FRAME_STRIDE
