@@ -54,11 +54,14 @@ def write_mindrove_playback_csv(
     *,
     fault_labels: np.ndarray | None = None,
     duplicate_mask: np.ndarray | None = None,
+    counters: np.ndarray | None = None,
 ) -> Path:
     """(N,8) µV and (N,) unix seconds → `DataFilter.write_file` CSV in the WiFi board's 39-row layout.
 
-    `fault_labels` (N,) are the world's `truth/fault_labels` codes; their `duplicate` samples (or those in
-    `duplicate_mask`) get repeated package counters.
+    `timestamps` go to the timestamp column: the host's arrival times on a real recording. The package
+    counter is `counters` when given (the world derives it from the true sample times, since its arrival
+    times are chunked); otherwise derived from `timestamps`, and `fault_labels` (N,) — the world's
+    `truth/fault_labels` codes — mark `duplicate` samples (as does `duplicate_mask`) that repeat counters.
     """
     path = Path(path)
     rows = BoardShim.get_num_rows(WIFI_BOARD)
@@ -73,9 +76,11 @@ def write_mindrove_playback_csv(
     data = np.zeros((rows, len(emg_uv)), dtype=np.float64)
     data[emg_rows] = emg_uv.T
     data[BoardShim.get_timestamp_channel(WIFI_BOARD)] = timestamps
-    data[BoardShim.get_package_num_channel(WIFI_BOARD)] = package_counter(
-        timestamps, float(BoardShim.get_sampling_rate(WIFI_BOARD)), duplicate_mask
-    )
+    if counters is None:
+        counters = package_counter(timestamps, float(BoardShim.get_sampling_rate(WIFI_BOARD)), duplicate_mask)
+    elif len(counters) != len(emg_uv):
+        raise ValueError(f"{path}: {len(counters)} package counters for {len(emg_uv)} samples")
+    data[BoardShim.get_package_num_channel(WIFI_BOARD)] = counters
     data[BoardShim.get_battery_channel(WIFI_BOARD)] = 95.0
     accel = BoardShim.get_accel_channels(WIFI_BOARD)
     data[accel[2]] = 1.0  # gravity on z, the band lying still

@@ -5,6 +5,12 @@ hand size ±6 % between adults (Greiner 1991), muscle position scatter of severa
 ±15 % between people; an armband put on again rotates by roughly ±10–15° and slides ±1–2 cm, which
 changes electrode–muscle distances (Hargrove et al. 2006 quote 1 cm shifts as enough to degrade
 pattern recognition); skin–electrode impedance changes the noise floor and gain per channel.
+
+The recording conditions of a donning (`RecordingProfile`) span what issue 11 measured on 12 real MindRove
+WiFi recordings (8 ch, 500 Hz, several people and sessions): DC offsets of 9–212 mV, often the same on all
+channels; drift below 5 Hz of 0.4–38 mV per 2-s window (median; up to 104 mV); EMG of 12–43 µV RMS after a
+20-Hz high-pass with a median frequency of 29–77 Hz; mains with all its harmonics from a few % to 97 % of a
+channel's 20–250 Hz power; chunked WiFi arrival with a start-up backlog; stale and all-zero rows.
 """
 
 from __future__ import annotations
@@ -27,10 +33,77 @@ class Subject:
     noise_scale: float  # skin impedance → thermal noise level
     mains_hz: float
     seed: int
+    tissue_lowpass_hz: float = 60.0  # subcutaneous tissue + dry electrodes: sets the median frequency
 
     @property
     def subject_id(self) -> str:
         return f"s{self.index:02d}"
+
+
+@dataclass(frozen=True)
+class ArrivalProfile:
+    """How the 8-ch stream reaches the host over WiFi in one session (`training.synth.arrival`)."""
+
+    chunk_samples: int  # samples per delivered chunk (real: ~2 per 4 ms)
+    base_delay_s: float  # network + SDK latency of every chunk
+    jitter_s: float  # mean of the exponential extra delay per chunk (sets the p99 arrival gap)
+    pauses_per_minute: float  # WiFi stalls: delivery stops, then the queued chunks arrive at once
+    pause_s: tuple[float, float]  # their length range (real: gaps up to 138 ms)
+    backlog_s: float  # data buffered before the host read the first chunk, delivered at once (real: ~5 s)
+    backlog_delivery_s: float  # how long that backlog takes to arrive (real: within ~40 ms)
+
+
+@dataclass(frozen=True)
+class RecordingProfile:
+    """One donning's recording conditions (see the module docstring for the real ranges)."""
+
+    dc_offset_uv: np.ndarray  # (8,)
+    drift_mv: float  # median peak-to-peak below 5 Hz in 2-s windows, on the typical channel
+    emg_rms_uv: float  # the typical channel's EMG RMS over the session after a 20-Hz high-pass
+    mains_uv: np.ndarray  # (8,) fundamental amplitude per channel (poor contact picks up more)
+    mains_harmonics: np.ndarray  # (3,) 2nd–4th harmonic amplitude relative to the fundamental
+    stale_share: float  # share of rows that are a stale sample repeated (in whole packets)
+    zero_rows_per_minute: float  # all-zero rows (dropped packets reported as zeros)
+    arrival: ArrivalProfile
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float, size: int | None = None) -> np.ndarray | float:
+    return np.exp(rng.uniform(np.log(low), np.log(high), size))
+
+
+def make_recording_profile(rng: np.random.Generator, channels: int = 8) -> RecordingProfile:
+    """Draw a donning's recording conditions spanning the real recordings' ranges."""
+    dc_common = rng.choice([-1.0, 1.0]) * _log_uniform(rng, 12e3, 200e3)
+    if rng.uniform() < 0.7:  # the common case on the real files: (nearly) one offset on every channel
+        dc = dc_common * rng.uniform(0.97, 1.03, channels)
+    else:
+        dc = rng.choice([-1.0, 1.0], channels) * _log_uniform(rng, 9e3, 212e3, channels)
+    emg_rms = float(_log_uniform(rng, 13.0, 40.0))
+    # mains relative to the EMG: the typical channel from a few % of the band's power to about half of it;
+    # poorly contacting channels (one or two, in some sessions) pick up several times more
+    mains = float(_log_uniform(rng, 0.08, 1.2)) * emg_rms * np.exp(rng.normal(0.0, 0.35, channels))
+    if rng.uniform() < 0.5:
+        bad = rng.choice(channels, size=int(rng.integers(1, 3)), replace=False)
+        mains[bad] *= _log_uniform(rng, 2.0, 7.0, len(bad))
+    arrival = ArrivalProfile(
+        chunk_samples=2,
+        base_delay_s=float(rng.uniform(0.002, 0.006)),
+        jitter_s=float(_log_uniform(rng, 0.0008, 0.003)),
+        pauses_per_minute=float(rng.uniform(0.5, 4.0)),
+        pause_s=(0.02, float(rng.uniform(0.06, 0.14))),
+        backlog_s=float(rng.uniform(2.0, 6.0)) if rng.uniform() < 0.75 else 0.0,
+        backlog_delivery_s=float(rng.uniform(0.015, 0.04)),
+    )
+    return RecordingProfile(
+        dc_offset_uv=dc,
+        drift_mv=float(_log_uniform(rng, 0.4, 38.0)),
+        emg_rms_uv=emg_rms,
+        mains_uv=mains,
+        mains_harmonics=np.array([rng.uniform(0.05, 0.5), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.4)]),
+        stale_share=float(_log_uniform(rng, 0.0005, 0.03)),
+        zero_rows_per_minute=float(_log_uniform(rng, 0.2, 3.0)),
+        arrival=arrival,
+    )
 
 
 @dataclass(frozen=True)
@@ -41,8 +114,7 @@ class Placement:
     shift_mm: float  # along the arm; changes spread and overall gain
     channel_gain: np.ndarray  # (8,) MindRove electrode contact quality
     ring_gain: np.ndarray  # (16,) the 16-ch band
-    dc_offset_uv: np.ndarray  # (8,) hundreds of mV
-    mains_uv: float
+    recording: RecordingProfile
 
 
 def make_subject(index: int, seed: int) -> Subject:
@@ -58,6 +130,7 @@ def make_subject(index: int, seed: int) -> Subject:
         noise_scale=float(rng.uniform(0.7, 1.6)),
         mains_hz=50.0 if rng.uniform() < 0.6 else 60.0,
         seed=seed,
+        tissue_lowpass_hz=float(_log_uniform(rng, 20.0, 100.0)),
     )
 
 
@@ -68,6 +141,5 @@ def make_placement(subject: Subject, session_index: int) -> Placement:
         shift_mm=float(rng.normal(0.0, 8.0)),
         channel_gain=rng.uniform(0.75, 1.15, 8),
         ring_gain=rng.uniform(0.85, 1.1, 16),
-        dc_offset_uv=rng.choice([-1.0, 1.0], 8) * rng.uniform(50e3, 400e3, 8),
-        mains_uv=float(rng.uniform(3.0, 25.0)),
+        recording=make_recording_profile(rng),
     )

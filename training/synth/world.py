@@ -22,15 +22,19 @@ from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
 from tqdm import tqdm
 
 from firmware_bridge.atomic_write import atomic_path
+from firmware_bridge.mindrove_import import Recording as ArmbandRecording
+from firmware_bridge.mindrove_import import build_timeline
 from firmware_bridge.session import SessionWriter
 from training.data.emg2pose_format import write_emg2pose_file
+from training.data.emg_checks import without_zero_rows
 from training.hand.open_hand import open_hand_model
+from training.synth.arrival import arrival_times
 from training.synth.camera import CameraLabels, observe
 from training.synth.emg import FS_SOURCE, MotorUnitPool
-from training.synth.mindrove_csv import write_mindrove_playback_csv
+from training.synth.mindrove_csv import package_counter, write_mindrove_playback_csv
 from training.synth.motion import MOTION_RATE, Motion, generate_motion
 from training.synth.muscles import MUSCLES, activations
-from training.synth.nuisance import add_recording_nuisances, inject_faults
+from training.synth.nuisance import FAULT_CODES, add_bad_rows, add_recording_nuisances, inject_faults
 from training.synth.subjects import Placement, Subject, make_placement, make_subject
 from training.synth.volume import gain_matrix
 
@@ -95,9 +99,6 @@ def filter_like_recorder(raw: np.ndarray, fs: float, mains_hz: float) -> np.ndar
     return filtered
 
 
-FAULT_CODES = {"none": 0, "lift_off": 1, "saturation": 2, "flat_line": 3, "stall": 4, "duplicate": 5}
-
-
 @dataclass
 class _World:
     """One session of the synthetic world before recording: the motion, its EMG and its camera labels."""
@@ -115,7 +116,10 @@ class _Recording:
 
     raw: np.ndarray  # (N,8) µV
     filtered: np.ndarray  # (N,8) µV
-    stamps: np.ndarray  # (N,) unix s
+    stamps: np.ndarray  # (N,) unix s, reconstructed from the arrival times as `mode2 import` does
+    arrival: np.ndarray  # (N,) unix s when each sample reached the host (the SDK's timestamp column)
+    counters: np.ndarray  # (N,) the device's package counter
+    true_times: np.ndarray  # (N,) unix s when each sample was taken
     labels: np.ndarray  # (N,) uint8 fault codes (FAULT_CODES)
     events: list  # (kind, channel, start, stop) of each injected fault
     t0: float  # unix s of the session start
@@ -130,29 +134,44 @@ def _make_world(subject: Subject, session_index: int, minutes: float, rng: np.ra
 
 
 def _record(world: _World, session_index: int, rng: np.random.Generator, faults: bool) -> _Recording:
-    """The 8-ch stream as recorded: electrode nuisances, a session start time, jittered timestamps, faults."""
+    """The 8-ch stream as recorded: electrode nuisances, a session start time, faults, bad rows, chunked
+    arrival, and the per-sample times the importer reconstructs from it."""
     subject, placement, motion = world.subject, world.placement, world.motion
     n = len(world.streams.mindrove_clean)
     t_rel = np.arange(n) / FS_MINDROVE
     speed = np.interp(t_rel, motion.time, np.abs(np.gradient(motion.angles, 1 / MOTION_RATE, axis=0)).sum(axis=1))
+    profile = placement.recording
     raw = add_recording_nuisances(
         world.streams.mindrove_clean,
         FS_MINDROVE,
         rng,
-        dc_offset_uv=placement.dc_offset_uv,
+        profile=profile,
+        tissue_lowpass_hz=subject.tissue_lowpass_hz,
         mains_hz=subject.mains_hz,
-        mains_uv=placement.mains_uv,
         noise_uv=1.5 * subject.noise_scale,
         movement_speed=speed,
     )
     t0 = 1.75e9 + 86400.0 * (subject.index * 10 + session_index) + float(rng.uniform(0, 3600))
-    stamps = t0 + t_rel + rng.uniform(0.0, 1e-4, n)
+    true_rel = t_rel.copy()
     labels = np.zeros(n, dtype=np.uint8)
     events: list = []
     if faults:
-        raw, stamps, labels, events = inject_faults(raw, stamps, FS_MINDROVE, rng, subject.mains_hz)
-    filtered = filter_like_recorder(raw, FS_MINDROVE, subject.mains_hz)
-    return _Recording(raw, filtered, stamps, labels, events, t0)
+        raw, true_rel, labels, events = inject_faults(raw, true_rel, FS_MINDROVE, rng, subject.mains_hz)
+    raw, labels = add_bad_rows(raw, labels, FS_MINDROVE, profile, rng)
+    arrival = t0 + arrival_times(true_rel, profile.arrival, rng)
+    counters = package_counter(true_rel, FS_MINDROVE, labels == FAULT_CODES["duplicate"])
+    armband = ArmbandRecording(
+        Path(f"{subject.subject_id}_r{session_index:02d}"),
+        "sdk",
+        raw,
+        arrival,
+        counters,
+        FS_MINDROVE,
+        [f"ch{c}" for c in range(raw.shape[1])],
+    )
+    stamps = build_timeline(armband).times
+    filtered = filter_like_recorder(without_zero_rows(raw), FS_MINDROVE, subject.mains_hz)
+    return _Recording(raw, filtered, stamps, arrival, counters, t0 + true_rel, labels, events, t0)
 
 
 def _session_attrs(world: _World, recording: _Recording, seed: int) -> dict:
@@ -209,6 +228,9 @@ def _write_session(path: Path, world: _World, recording: _Recording, session_ind
             stop = min(len(raw), start + emg_step)
             writer.append_emg(raw[start:stop], stamps[start:stop], recording.filtered[start:stop])
             writer.append_extra("truth/fault_labels", recording.labels[start:stop])
+            writer.append_extra("truth/sample_times", recording.true_times[start:stop])
+            writer.append_extra("import/arrival_times", recording.arrival[start:stop])
+            writer.append_extra("import/package_numbers", recording.counters[start:stop].astype(np.int32))
             pose_stop = int(np.searchsorted(pose_t, stamps[stop - 1], side="right")) if stop < len(raw) else len(pose_t)
             if pose_stop > pose_i:
                 _append_poses(writer, camera, pose_t, slice(pose_i, pose_stop))
@@ -257,7 +279,7 @@ def simulate_session(
     if playback_csv:
         written.append(
             write_mindrove_playback_csv(
-                out_dir / f"{name}_mindrove.csv", recording.raw, recording.stamps, fault_labels=recording.labels
+                out_dir / f"{name}_mindrove.csv", recording.raw, recording.arrival, counters=recording.counters
             )
         )
     return written
