@@ -6,6 +6,9 @@ hum; the model must see none of it. A causal IIR filter (Butterworth high-pass, 
 removes them before the window is cut, so the filtered value of a sample does not depend on which window it
 ends up in: the streaming engines can then reuse every earlier computation (see runtime/inference.py).
 
+All-zero rows (dropped packets) are repaired before the filter, by training and the device alike
+(firmware_bridge/emg_rows.py): a zero row against a 200-mV offset would otherwise ring to hundreds of mV.
+
 The state is defined at every discontinuity: the filter starts (or restarts, after a gap of more than
 `reset_gap_samples` missing samples, a stall or a backlog) in the steady state of its first sample, so a DC
 offset of 400 mV produces no start-up transient. Training restarts it at the same places in a session
@@ -24,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
+
+from firmware_bridge.emg_rows import repair_recording
 
 DEFAULT_HIGHPASS_HZ = 20.0
 DEFAULT_ORDER = 4
@@ -141,10 +146,22 @@ def segment_starts(timestamps: np.ndarray, sampling_rate_hz: float, reset_gap_sa
 
 
 def filter_session(emg: np.ndarray, timestamps: np.ndarray, spec: InputFilter) -> np.ndarray:
-    """A whole recorded (n, channels) stream filtered as the device would have filtered it live."""
-    out = np.empty(emg.shape, np.float32)
+    """A whole recorded (n, channels) stream filtered as the device would have filtered it live.
+
+    The input stage is the zero-row repair, then the filter: all-zero rows (dropped packets) first repeat the
+    last non-zero row before them (`firmware_bridge.emg_rows.hold_over_zero_rows`, the function the runtime
+    loop applies to each chunk before its engines' input stage), and when the session starts with zero rows
+    the filter restarts at its first non-zero row (`signal_onset`, where the loop restarts its engine), both
+    by `repair_recording`. The filter then restarts after every long gap (`segment_starts`). The repair is
+    not part of `InputFilter`: the checkpoint and ONNX metadata describe the filter alone, and every consumer
+    of the raw stream (this function and runtime/loop.py) repairs before it.
+    """
+    raw, onset = repair_recording(emg)
+    out = np.empty(raw.shape, np.float32)
     starts = segment_starts(timestamps, spec.sampling_rate_hz, spec.reset_gap_samples)
-    bounds = [*starts.tolist(), len(emg)]
+    if onset is not None:
+        starts = np.union1d(starts, [onset])
+    bounds = [*starts.tolist(), len(raw)]
     for begin, end in itertools.pairwise(bounds):
-        out[begin:end] = StreamFilter(spec, emg.shape[1]).process(emg[begin:end])
+        out[begin:end] = StreamFilter(spec, raw.shape[1]).process(raw[begin:end])
     return out

@@ -23,6 +23,28 @@ arrival time is spread back from it, and a backlog is spread back over the secon
 T is measured as the slope of the per-second minima of the arrival offsets (the clock drift), within
 1 % of the nominal 500 Hz; otherwise the nominal period is kept.
 
+Package counter (`sample_index`, sdk layout): k comes from the counter's steps, which are known only modulo
+256 (a step of d may be d + 256·m samples), and a step of 240–255 may be a re-sent packet going back
+(up to `RESENT_MAX`) or a loss of 239–254. The arrival times alone cannot tell either: a WiFi delivery
+pause holds samples back without losing any, and a row may arrive late with the next chunk or a flushed
+buffer. So each step is first read the smallest way (re-send for 240–255, no wrap), which can only make
+the offsets o = a − k·T of the rows after it too high, by 512 ms per missed wrap. Steps other than +1,
+and +1 after an arrival pause over `EXAMINE_PAUSE_S`, are then examined, in order (earlier decisions
+corrected): the wraps m of a step are round((F − B) / 512 ms), where B = min o over the rows before it
+and F = min o over the rows from it on — each within `ENVELOPE_SAMPLES_S` of samples or
+`ENVELOPE_ARRIVAL_S` of arrivals, whichever holds more rows — the lower envelopes of the arrival clock on
+either side, i.e. when the samples were *sampled*, not when they arrived: a burst after a lossless pause
+does not move F (the rows after the burst arrived on time), one late packet does not move B. A step of
+240–255 with m ≥ 1 is a loss of d − 1 + 256·(m − 1) samples; with m = 0 a re-send. Examined steps whose
+rows in between arrived in less than `BURST_RATIO` of the time they took to sample (a chunk straddling a
+loss, a buffer flushed after a stall) are one event: its wraps go to its first forward jump, else its
+last back-step, repeat or +1 — never where a row would then have arrived more than `DELAY_TOLERANCE_S`
+before it was sampled. A row whose counter then does not pass the highest so far is a re-sent packet
+and takes the next free slot (`repeated_counters`). Limits: inside a start-up backlog (no on-time arrival
+near) a step keeps its smallest reading; a delivery latency that rises by ≥ 256 ms and stays high reads as
+a lost wrap; a loss of exactly 256·m samples (counter +1) is placed before the first row that arrived after
+the pause, even if that row was sampled before the loss and held back (the arrival times allow both).
+
 Reported: the start-up backlog (leading samples that arrived more than `BACKLOG_LATE_S` after they were
 sampled), gaps (samples lost: a package-counter jump, or without counter a jump of the reconstructed times
 of more than 1.5 periods), arrival pauses longer than `STALL_S`, zero rows (every channel exactly 0) and
@@ -51,7 +73,12 @@ BACKLOG_LATE_S = 0.1  # a sample that arrived later than this after it was sampl
 GAP_PERIODS = 1.5  # without a counter: a step of the reconstructed times beyond this many periods is a gap
 STALL_S = 0.05  # an arrival pause longer than this is reported
 COUNTER_MODULUS = 256
-RESENT_MAX = 16  # a package counter that steps back by at most this much is a re-sent packet
+RESENT_MAX = 16  # a package counter that steps back by at most this much may be a re-sent packet
+ENVELOPE_SAMPLES_S = 0.5  # the arrival envelope either side of a counter step: this many seconds of samples,
+ENVELOPE_ARRIVAL_S = 0.3  # or of arrivals if that holds more rows (a burst after a delivery pause)
+EXAMINE_PAUSE_S = 0.1  # a counter step of +1 after a longer arrival pause is examined for hidden wraps too
+BURST_RATIO = 0.5  # rows between two examined steps that arrived this much faster than sampled: one event
+DELAY_TOLERANCE_S = 0.1  # wraps are placed only where no row would then have arrived more than this early
 TAIL_HOLD_S = 0.1  # the arrival envelope is held over the file's last 0.1 s (a gap there is not seen)
 MAX_DRIFT = 0.01  # a measured period further than this from nominal is not trusted
 MIN_RATE_SPAN_S = 10.0  # fewer seconds after the backlog: keep the nominal period
@@ -316,35 +343,98 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 # -- timestamps -----------------------------------------------------------------------------------------
+def provisional_steps(counters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(raw steps mod 256, the smallest reading of each): a step of 240–255 back, 0 none, otherwise forward.
+
+    Every other reading of a step adds whole wraps (256 samples) to it, so the offsets `a − u·T` this reading
+    gives are never too low: a wrong reading only raises them, by 512 ms per wrap, from the step on.
+    """
+    raw = np.diff(counters.astype(np.int64)) % COUNTER_MODULUS
+    return raw, np.where(raw >= COUNTER_MODULUS - RESENT_MAX, raw - COUNTER_MODULUS, raw)
+
+
+def _wrap_priority(raw: np.ndarray) -> np.ndarray:
+    """Where an event's wraps go first: a forward jump (the counter already says samples were lost), then a
+    back-step (a loss of 239–254 rather than a re-send), then a repeat, then a step of 1."""
+    forward = (raw >= 2) & (raw < COUNTER_MODULUS - RESENT_MAX)
+    return np.select([forward, raw >= COUNTER_MODULUS - RESENT_MAX, raw == 0], [0, 1, 2], 3)
+
+
+def _place_wraps(wraps: int, priority: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """How many wraps each step of one event takes: `wraps` in all, by priority, keeping the running total
+    after step s within `limits[s]` (the rows between step s and s + 1 cannot have arrived before they were
+    sampled); wraps no step can take go to the last step.
+
+    Among forward jumps the first goes first (a stall loses first, its recovery may lose a few more); among
+    the others the last (rows before the loss held back in the device's buffer arrive after the stall, so
+    the loss is after them)."""
+    taken = np.zeros(len(priority), dtype=np.int64)
+    position = np.arange(len(priority))
+    order = np.lexsort((np.where(priority == 0, position, -position), priority))
+    for _ in range(wraps):
+        running = np.cumsum(taken)
+        for s in order:
+            if np.all(running[s:-1] + 1 <= limits[s:]):
+                taken[s] += 1
+                break
+        else:
+            taken[-1] += 1
+    return taken
+
+
 def sample_index(counters: np.ndarray, arrival: np.ndarray, rate_hz: float) -> tuple[np.ndarray, int]:
     """(k, repeated): each row's place on the sample clock from the package counter, and how many rows went back.
 
-    The counter wraps at 256. A step back of up to `RESENT_MAX` (or none) is a re-sent packet: the row takes
-    the next slot and is counted. Any other step is forward; whole wraps are added when the arrival pause
-    holds them (rounded down: arrival pauses include delivery delays, so they overstate the time that passed).
+    The rule is in the module docstring ("Package counter"). Vectorised except for a loop over the events
+    (counter steps other than +1, or after a long arrival pause), of which a file has few.
     """
-    k = np.zeros(len(counters), dtype=np.int64)
-    top_u = unwrapped = int(counters[0])
-    top_k = 0
-    repeated = 0
-    previous_c = int(counters[0])
-    for i in range(1, len(counters)):
-        c = int(counters[i])
-        step = (c - previous_c) % COUNTER_MODULUS
-        if step == 0 or step >= COUNTER_MODULUS - RESENT_MAX:
-            step = step - COUNTER_MODULUS if step else 0
-        else:
-            periods = (arrival[i] - arrival[i - 1]) * rate_hz
-            step += COUNTER_MODULUS * max(0, int((periods - step) // COUNTER_MODULUS))
-        unwrapped += step
-        previous_c = c
-        if unwrapped > top_u:
-            k[i] = max(k[i - 1] + 1, top_k + unwrapped - top_u)
-            top_u, top_k = unwrapped, int(k[i])
-        else:
-            repeated += 1
-            k[i] = k[i - 1] + 1
-    return k, repeated
+    n = len(counters)
+    if n < 2:
+        return np.zeros(n, dtype=np.int64), 0
+    period = 1.0 / rate_hz
+    wrap_s = COUNTER_MODULUS * period
+    raw, step = provisional_steps(counters)
+    step = step.copy()
+    u = np.concatenate([[0], np.cumsum(step)])
+    offsets = (arrival - arrival[0]) - u * period  # arrival minus the row's place on the (provisional) sample clock
+    examined = np.flatnonzero((raw != 1) | (np.diff(arrival) > EXAMINE_PAUSE_S)) + 1  # rows a step leads into
+    if examined.size:
+        running = np.maximum.accumulate(arrival)
+        reach = round(ENVELOPE_SAMPLES_S * rate_hz)
+        lo = np.minimum(examined - reach, np.searchsorted(running, running[examined - 1] - ENVELOPE_ARRIVAL_S))
+        hi = np.maximum(examined + reach, np.searchsorted(running, running[examined] + ENVELOPE_ARRIVAL_S, "right"))
+        lo, hi = lo.clip(0), hi.clip(max=n)
+        # rows between two examined steps that arrived in less than half the time they took to sample were
+        # held back (a chunk straddling a loss, a device buffer flushed after a stall): one event with the next
+        between = np.diff(u[examined]) * period
+        burst = np.diff(arrival[examined]) < BURST_RATIO * between
+        starts = np.flatnonzero(np.r_[True, ~burst])
+        stops = np.r_[starts[1:], len(examined)]
+        priority = _wrap_priority(raw[examined - 1])
+        for first, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            rows = examined[first:stop]
+            before = offsets[lo[first] : rows[0]].min()  # ≈ the clock offset, from rows sampled before the event
+            after = offsets[rows[-1] : hi[stop - 1]].min()  # the same from rows after it, + 512 ms per wrap
+            wraps = int(np.rint((after - before) / wrap_s))
+            if wraps <= 0:
+                continue
+            held = (  # the lowest offset of the rows between two steps of the event
+                np.minimum.reduceat(offsets[rows[0] : rows[-1]], rows[:-1] - rows[0]) if len(rows) > 1 else np.empty(0)
+            )
+            limits = np.floor((held - before + DELAY_TOLERANCE_S) / wrap_s).astype(np.int64)
+            taken = _place_wraps(wraps, priority[first:stop], limits)
+            for row, count in zip(rows.tolist(), taken.tolist(), strict=True):
+                if count:
+                    step[row - 1] += COUNTER_MODULUS * count
+                    offsets[row:] -= count * wrap_s
+    u = np.concatenate([[0], np.cumsum(step)])
+    # a row whose counter does not pass the highest so far is a re-sent packet: it takes the next free slot
+    new = np.r_[True, u[1:] > np.maximum.accumulate(u)[:-1]]
+    new_rows = np.flatnonzero(new)
+    k_new = np.concatenate([[0], np.cumsum(np.maximum(np.diff(new_rows), np.diff(u[new_rows])))])
+    owner = np.cumsum(new) - 1
+    k = k_new[owner] + (np.arange(n) - new_rows[owner])
+    return k.astype(np.int64), int(n - len(new_rows))
 
 
 def reconstruct_times(arrival: np.ndarray, k: np.ndarray, period: float, hold_last: int = 0) -> np.ndarray:

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.emg_rows import hold_over_zero_rows, signal_onset
 from runtime.controls import Controls, Outcome
 from runtime.gate import ConfidenceGate, GateDecision, GateInput, GateState
 from runtime.hand_config import HandConfig
 from runtime.inference import InferenceEngine, Prediction
 from runtime.ring_buffer import EmgRing
 from runtime.run_file import HopRow, RunFileWriter
-from runtime.signal_quality import hold_over_zero_rows
 
 LONG_GAP_SAMPLES = 10  # a gap of more missing samples than this makes the window discontinuous
 COMMAND_BURST = 2.0  # commands the host rate limit lets through back to back
@@ -261,12 +261,18 @@ class RuntimeLoop:
 
     def _repair_zero_rows(self, samples: np.ndarray) -> np.ndarray:
         """All-zero rows (a real armband's dropped packets) would reach the model as z-scores in the
-        thousands: the model sees the previous sample instead (the run file keeps the raw rows)."""
-        zero = ~samples.any(axis=1)
-        if not zero.any():
-            return samples
-        self.stats.zero_rows_repaired += int(zero.sum())
-        return hold_over_zero_rows(samples, zero, self.ring.latest(1)[0][0] if self.ring.total else None)
+        thousands: the model sees the previous non-zero sample instead (the run file keeps the raw rows).
+        The rule is training's (`filter_session`, firmware_bridge/emg_rows.py), so the engines' input is the
+        same function of the raw stream as the windows the model was trained on: if the stream starts with
+        zero rows they stay zero, and the engine's filter restarts at the first non-zero row."""
+        last = self.ring.latest(1)[0][0] if self.ring.total else None
+        repaired, zero = hold_over_zero_rows(samples, last)
+        self.stats.zero_rows_repaired += int(np.count_nonzero(zero))
+        onset = signal_onset(zero, last)
+        if onset is not None:  # the signal starts here: no window is clean until it has left the zeros
+            self._clean_after = max(self._clean_after, self.ring.total + onset + self.window)
+            self.engine.restart(onset)
+        return repaired
 
     def _maybe_stall_tick(self) -> None:
         now = time.monotonic()

@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.emg_rows import hold_over_zero_rows
+
 MINDROVE_RAIL_UV = 2**23 * 0.045  # ±8,388,608 counts × 0.045 µV ≈ ±377.5 mV
 PACKET_SAMPLES = 4  # MindRove WiFi: 4 samples per packet at 500 Hz
 
@@ -188,20 +190,6 @@ class _Detrend:
         out = seg - self.basis @ (self.solve @ seg)
         out *= self.window
         return out
-
-
-def hold_over_zero_rows(x: np.ndarray, zero: np.ndarray, last_good: np.ndarray | None) -> np.ndarray:
-    """A copy of chunk `x` whose all-zero rows (mask `zero`: a real armband's dropped packets) repeat the
-    row before them; `last_good` is the row before the chunk (None: leading zero rows stay zero)."""
-    x = x.copy()
-    good = None if last_good is None else np.array(last_good)
-    for i in range(len(x)):
-        if zero[i]:
-            if good is not None:
-                x[i] = good
-        else:
-            good = x[i]
-    return x
 
 
 class SignalQuality:
@@ -363,10 +351,9 @@ class SignalQuality:
         n = len(x)
         until = self._total + n + self._hold
         if np.count_nonzero(x) != x.size:  # some exact zero: look for all-zero rows
-            zero = ~x.any(axis=1)
+            x, zero = self._repair_zero_rows(x)
             if zero.any():
                 self._hold_row(QualityFlag.FLAT, until)
-                x = self._repair_zero_rows(x, zero)
         history = min(self._count, PACKET_SAMPLES)
         if n + history <= self._ring_n:
             self._write(x)
@@ -405,9 +392,10 @@ class SignalQuality:
             if (cur[:, 0] == back[:, 0]).any() and (cur == back).all(axis=1).any():
                 self._hold_row(QualityFlag.DUPLICATE, until)
 
-    def _repair_zero_rows(self, x: np.ndarray, zero: np.ndarray) -> np.ndarray:
-        """Hold the last good row over all-zero rows, so the windowed detectors see no 300-mV step."""
-        return hold_over_zero_rows(x, zero, self._ring[self._pos + self._ring_n - 1] if self._count else None)
+    def _repair_zero_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hold the last good row over all-zero rows (the model input's rule, firmware_bridge/emg_rows.py), so
+        the windowed detectors see no 300-mV step; returns (repaired, zero-row mask)."""
+        return hold_over_zero_rows(x, self._ring[self._pos + self._ring_n - 1] if self._count else None)
 
     def _write(self, x: np.ndarray) -> None:
         n, size = len(x), self._ring_n

@@ -16,6 +16,7 @@ from firmware_bridge.emg_sources import open_source
 from firmware_bridge.errors import UserError
 from firmware_bridge.mindrove_import import (
     Recording,
+    Timeline,
     build_timeline,
     convert,
     decide_units,
@@ -320,3 +321,105 @@ def test_a_drifting_sample_clock_is_measured_and_jittered_arrivals_make_no_false
     assert timeline.gaps == [] and timeline.backlog == 0
     assert np.abs(timeline.times - truth).max() < 0.001
     assert np.all(timeline.times <= arrival)
+
+
+# -- the package counter's wraps: decided from the arrival envelope on both sides of a step --------------------
+AT = 10_000  # the row after the stall or pause
+
+
+def _counter_case(
+    lost: int = 0,
+    *,
+    pause_s: float = 0.0,
+    straddle: bool = False,
+    held_rows: int = 0,
+    late_before_s: float = 0.0,
+    hold_after_s: float = 0.0,
+    more_losses: tuple[tuple[int, int], ...] = (),
+    resend_at: int = 0,
+    seed: int = 0,
+) -> tuple[np.ndarray, Timeline]:
+    """20,000 rows at 500 Hz, chunks of 2 sent with their last sample and arriving 4 ms + Exp(1 ms) later, a
+    counter per sample; `lost` samples lost before row AT; (true sample times, what the importer made of it).
+
+    pause_s: delivery stops at row AT for this long, nothing lost (the queue then arrives at once).
+    straddle: rows AT - 1 and AT share a chunk (the earlier one arrives after the stall).
+    held_rows: the last rows before the loss sat in the device's buffer and arrive with row AT.
+    late_before_s: the chunk before the loss arrives this much late.
+    hold_after_s: delivery resumes only this long after the last sample before the loss.
+    resend_at: rows resend_at … + 3 carry the 4 counters before them again (a re-sent packet in their slots).
+    """
+    n = 20_000
+    jumps = np.zeros(n, dtype=np.int64)
+    jumps[AT] = lost
+    for row, count in more_losses:
+        jumps[row] += count
+    index = np.arange(n) + np.cumsum(jumps)
+    t = T0 + index / RATE
+    new_run = np.r_[True, np.diff(index) > 1]
+    position = np.arange(n) + 1 if straddle else np.arange(n) - np.flatnonzero(new_run)[np.cumsum(new_run) - 1]
+    chunk = np.cumsum(np.r_[True, position[1:] % 2 == 0]) - 1
+    last = np.flatnonzero(np.r_[chunk[1:] != chunk[:-1], True])
+    arrive = (t[last] + 0.004 + np.random.default_rng(seed).exponential(0.001, len(last)))[chunk]
+    for begin, length in ((t[AT], pause_s), (t[AT - 1], hold_after_s)):
+        arrive[(arrive >= begin) & (arrive < begin + length)] = begin + length
+    if held_rows:
+        arrive[AT - held_rows : AT] = arrive[AT]
+    arrive[AT - 2 : AT] += late_before_s
+    counters = index % 256
+    if resend_at:
+        counters[resend_at : resend_at + 4] = counters[resend_at - 4 : resend_at]
+    arrive = np.maximum.accumulate(arrive)
+    recording = Recording(Path("wraps.csv"), "sdk", np.ones((n, 8)), arrive, counters, RATE, [])
+    return t, build_timeline(recording)
+
+
+def _timestamp_spread_ms(t: np.ndarray, timeline: Timeline) -> float:
+    """How far the reconstructed times stray from the true ones beyond a constant delay (ms)."""
+    return float(np.ptp(timeline.times - t) * 1000)
+
+
+@pytest.mark.parametrize("lost", [239, 250, 254])
+def test_a_loss_of_239_to_254_samples_is_reported_as_a_gap_not_as_a_resent_packet(lost: int) -> None:
+    t, timeline = _counter_case(lost)  # the counter steps by 240–255: a back-step of 1–16 read modulo 256
+    assert timeline.gaps == [(AT, lost)] and timeline.repeated_counters == 0
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+@pytest.mark.parametrize("pause_s", [0.3, 0.6, 1.2, 3.0])
+def test_a_long_delivery_pause_without_loss_keeps_the_timestamps(pause_s: float) -> None:
+    t, timeline = _counter_case(pause_s=pause_s)  # ≥ 0.512 s: as long as a counter wrap
+    assert timeline.gaps == [] and timeline.repeated_counters == 0
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+@pytest.mark.parametrize(
+    ("lost", "how"),
+    [
+        (256, {}),  # the counter steps by +1
+        (600, {}),
+        (300, {"straddle": True}),
+        (600, {"held_rows": 100}),
+        (300, {"late_before_s": 0.06}),
+        (300, {"hold_after_s": 1.5}),
+        (812, {"straddle": True, "late_before_s": 0.03}),
+    ],
+)
+def test_a_loss_beyond_a_counter_wrap_is_counted_whole_however_the_rows_around_it_arrive(
+    lost: int, how: dict[str, object]
+) -> None:
+    t, timeline = _counter_case(lost, **how)
+    assert timeline.gaps == [(AT, lost)] and timeline.repeated_counters == 0
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+def test_a_resent_packet_right_after_a_stall_stays_a_resend_and_the_stall_keeps_its_loss() -> None:
+    t, timeline = _counter_case(300, resend_at=AT + 10)
+    assert timeline.gaps == [(AT, 300)] and timeline.repeated_counters == 4
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+def test_two_stalls_and_a_small_loss_close_together_each_keep_their_own_count() -> None:
+    t, timeline = _counter_case(300, more_losses=((AT + 20, 3), (AT + 200, 300)))
+    assert timeline.gaps == [(AT, 300), (AT + 20, 3), (AT + 200, 300)]
+    assert _timestamp_spread_ms(t, timeline) < 2.0

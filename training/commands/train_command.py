@@ -27,6 +27,7 @@ from firmware_bridge.emg_filter import DEFAULT_HIGHPASS_HZ, FilterSpecError, Inp
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import Session
 from training.data.windows import (
+    DEFAULT_NOTCH_HZ,
     Split,
     WindowSet,
     build_windows,
@@ -82,8 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--notch-hz",
         type=positive_float,
         nargs="*",
-        default=[],
-        help="mains notches added to the input filter, e.g. 50 100 (default none: README has the measurement)",
+        default=list(DEFAULT_NOTCH_HZ),
+        help="mains notches in the input filter (default: "
+        + " ".join(f"{hz:g}" for hz in DEFAULT_NOTCH_HZ)
+        + ", the 50- and 60-Hz families; give the option with no value for none)",
     )
     parser.add_argument(
         "--initial-state",

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.signal import butter, sosfiltfilt, welch
 
+from firmware_bridge.emg_rows import hold_over_zero_rows
 from firmware_bridge.errors import UserError
 
 HIGH_PASS_HZ = 20.0  # EMG band starts here; what is below is drift and movement artefact
@@ -367,11 +368,11 @@ def check_emg(
 
 def without_zero_rows(raw: np.ndarray) -> np.ndarray:
     """`raw` with each all-zero row replaced by the last row before it that is not (the first good row for
-    leading ones); unchanged when every row is zero."""
-    zero = np.all(raw == 0, axis=1)
-    if not zero.any() or zero.all():
+    leading ones: the whole recording is known and nothing here is the model's input); unchanged when every
+    row is zero. The hold is the model input stage's (firmware_bridge/emg_rows.py), which keeps leading zero
+    rows zero instead, as a live stream must."""
+    raw = np.asarray(raw)
+    good = np.flatnonzero(raw.any(axis=1))
+    if len(good) in (0, len(raw)):
         return raw
-    source = np.where(~zero, np.arange(len(raw)), 0)
-    np.maximum.accumulate(source, out=source)
-    source[: int(np.argmax(~zero))] = int(np.argmax(~zero))
-    return raw[source]
+    return hold_over_zero_rows(raw, raw[good[0]])[0]

@@ -37,7 +37,11 @@ SUPERVISED_INDICES = np.arange(
     N_OUTPUT - 1 - SUPERVISED_SPACING * (SUPERVISED_POINTS - 1), N_OUTPUT, SUPERVISED_SPACING
 )
 INITIAL_STATE_INDEX = 0  # backbone output 0 ↔ 2-kHz sample 1,790: the initial state's time
-DEFAULT_INPUT_FILTER = InputFilter.design(MINDROVE_RATE)  # what `mode2 train` uses unless told otherwise
+# Mains notches at both 50- and 60-Hz families up to Nyquist: real armband files carry mains with all its
+# harmonics at up to 97 % of a channel's 20–250 Hz power (issue 11), and a model is trained once for users
+# anywhere. Q 30: each notch is f/30 wide (1.7–8 Hz), ~15 % of the 20–250 Hz band in all.
+DEFAULT_NOTCH_HZ = (50.0, 60.0, 100.0, 120.0, 150.0, 180.0, 200.0, 240.0)
+DEFAULT_INPUT_FILTER = InputFilter.design(MINDROVE_RATE, notch_hz=DEFAULT_NOTCH_HZ)  # `mode2 train`'s default
 
 
 @dataclass

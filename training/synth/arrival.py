@@ -15,6 +15,19 @@ import numpy as np
 from training.synth.subjects import ArrivalProfile
 
 
+def chunk_ids(sample_times: np.ndarray, chunk_samples: int) -> np.ndarray:
+    """(N,) chunk number of each sample: `chunk_samples` consecutive samples per chunk, restarting after a
+    gap (samples lost in a stall never share a chunk with the samples after it)."""
+    t = np.asarray(sample_times, dtype=np.float64)
+    if len(t) < 2:
+        return np.zeros(len(t), dtype=np.int64)
+    steps = np.diff(t)
+    gap = steps > 1.5 * np.median(steps)
+    run_start = np.flatnonzero(np.r_[True, gap])
+    position = np.arange(len(t)) - run_start[np.cumsum(np.r_[False, gap])]
+    return np.cumsum(position % chunk_samples == 0) - 1
+
+
 def arrival_times(sample_times: np.ndarray, profile: ArrivalProfile, rng: np.random.Generator) -> np.ndarray:
     """(N,) true sample times (s, rising; gaps where samples were lost) → (N,) host arrival times (s).
 
@@ -24,8 +37,8 @@ def arrival_times(sample_times: np.ndarray, profile: ArrivalProfile, rng: np.ran
     n = len(t)
     if n == 0:
         return t.copy()
-    chunk = np.arange(n) // profile.chunk_samples
-    last = np.minimum((np.arange(chunk[-1] + 1) + 1) * profile.chunk_samples, n) - 1
+    chunk = chunk_ids(t, profile.chunk_samples)
+    last = np.flatnonzero(np.r_[chunk[1:] != chunk[:-1], True])
     sent = t[last]  # a chunk leaves when its last sample is taken
     delay = profile.base_delay_s + rng.exponential(profile.jitter_s, len(sent))
     arrive = np.maximum.accumulate(sent + delay)  # one WiFi link: chunks arrive in order

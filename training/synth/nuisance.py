@@ -30,7 +30,6 @@ FAULT_CODES = {
 }
 ADC_RAIL_UV = 2**23 * 0.045  # the MindRove ADC's full scale: ±8,388,608 counts × 0.045 µV ≈ ±377.5 mV
 PACKET_SAMPLES = 4  # samples per WiFi packet at 500 Hz (a packet every 8 ms)
-DRIFT_CORNER_HZ = 0.7  # the drift's spectrum falls off above this (skin–electrode potential, sweat, movement)
 
 
 def shape_emg(clean: np.ndarray, fs: float, tissue_lowpass_hz: float, rms_uv: float) -> np.ndarray:
@@ -41,16 +40,18 @@ def shape_emg(clean: np.ndarray, fs: float, tissue_lowpass_hz: float, rms_uv: fl
     return shaped * (rms_uv / level) if level > 0 else shaped
 
 
-def drift(n: int, channels: int, fs: float, median_swing_mv: float, rng: np.random.Generator) -> np.ndarray:
+def drift(
+    n: int, channels: int, fs: float, median_swing_mv: float, rng: np.random.Generator, corner_hz: float = 0.7
+) -> np.ndarray:
     """(n, channels) µV of slow wander whose typical channel's median 2-s swing below 5 Hz is
     `median_swing_mv`; shared in part by all channels, with a slowly varying strength (so a few windows
     swing about three times the median, as on the real files)."""
-    low = butter(4, DRIFT_CORNER_HZ, fs=fs, output="sos")  # steep: real drift leaves the EMG band alone
+    low = butter(4, corner_hz, fs=fs, output="sos")  # steep: real drift leaves the EMG band alone
     shared = rng.normal(0.0, 1.0, (n, 1))
     own = rng.normal(0.0, 1.0, (n, channels))
     wander = sosfilt(low, 0.6 * shared + 0.8 * own, axis=0)
     slow = sosfilt(butter(4, 0.05, fs=fs, output="sos"), rng.normal(0, 1, n), axis=0)
-    envelope = np.exp(0.3 * slow / max(float(np.std(slow)), 1e-12))
+    envelope = np.exp(0.25 * slow / max(float(np.std(slow)), 1e-12))
     wander *= envelope[:, None]
     swings = drift_swings_mv(wander, fs)
     typical = float(np.median(np.median(swings, axis=0))) if len(swings) else 0.0
@@ -91,14 +92,14 @@ def add_recording_nuisances(
     """
     n, channels = clean.shape
     emg = shape_emg(clean, fs, tissue_lowpass_hz, profile.emg_rms_uv)
-    wander = drift(n, channels, fs, profile.drift_mv, rng)
+    wander = drift(n, channels, fs, profile.drift_mv, rng, profile.drift_corner_hz)
     mains = mains_pickup(n, fs, mains_hz, profile, rng)
     thermal = rng.normal(0.0, noise_uv, (n, channels))
     envelope = np.clip(movement_speed - 4.0, 0.0, None)[:, None] / 4.0
     artefact = sosfilt(
         butter(2, [1.0, 12.0], btype="band", fs=fs, output="sos"), rng.normal(0, 1, (n, channels)), axis=0
     )
-    artefact *= 80.0 * envelope * rng.uniform(0.5, 1.5, channels)
+    artefact *= 25.0 * envelope * rng.uniform(0.5, 1.5, channels)
     raw = emg + profile.dc_offset_uv[None, :] + wander + mains + thermal + artefact
     return np.clip(raw, -ADC_RAIL_UV, ADC_RAIL_UV)
 
@@ -111,7 +112,8 @@ def add_bad_rows(
     - stale repeats: a whole packet (or 2–3 in a row) carries the sample before it again — runs of 4, 8,
       12 … identical rows after the original, `profile.stale_share` of the rows;
     - zero rows: 1–3 consecutive rows with every channel exactly 0, `profile.zero_rows_per_minute`.
-    Rows already labelled with a fault are left alone.
+    Rows already labelled, the row a stale run repeats, and the packet before a labelled row (a duplicated
+    packet's source) are left alone, so every labelled run still shows what its label says.
     """
     raw, labels = raw.copy(), labels.copy()
     n = len(raw)
@@ -121,14 +123,14 @@ def add_bad_rows(
     starts = np.sort(rng.choice(np.arange(1, max(2, packets)), size=min(want, max(0, packets - 1)), replace=False))
     for start, length in zip(starts, runs, strict=False):
         a, b = start * PACKET_SAMPLES, min(n, (start + length) * PACKET_SAMPLES)
-        if labels[a - 1 : b].any():
+        if labels[a - 1 : b + PACKET_SAMPLES].any():
             continue
         raw[a:b] = raw[a - 1]
         labels[a:b] = FAULT_CODES["stale_repeat"]
     count = rng.poisson(profile.zero_rows_per_minute * n / fs / 60.0)
     for start in rng.integers(1, max(2, n - 3), size=count):
         stop = min(n, start + int(rng.integers(1, 4)))
-        if labels[start:stop].any():
+        if labels[start : stop + PACKET_SAMPLES].any():
             continue
         raw[start:stop] = 0.0
         labels[start:stop] = FAULT_CODES["zero_row"]
