@@ -267,6 +267,8 @@ class Tally:
     )
     mains_s: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0, 0] for _ in MAINS_BUCKETS])
     sessions: list[str] = field(default_factory=list)
+    closed: list[float] = field(default_factory=list)  # per session, outside the injected faults
+    reasons: list[np.ndarray] = field(default_factory=list)  # per session, share of time per FLAG_PRIORITY entry
     costs: list[np.ndarray] = field(default_factory=list)
     once: list[np.ndarray] = field(default_factory=list)
 
@@ -274,24 +276,39 @@ class Tally:
 def score_session(
     path: Path, seed: int, tally: Tally, warmup: float, config: QualityConfig, known_mains: bool = False
 ) -> None:
+    """Replay one session file and add its figures to `tally`."""
     session = read_session(path)
     raw, fs = session.emg_raw.astype(np.float64), session.emg_rate
     arrival_unix = session.extras["import/arrival_times"]
-    origin = float(arrival_unix[0])
-    arrival = arrival_unix - origin
+    arrival = arrival_unix - float(arrival_unix[0])
     counters = session.extras["import/package_numbers"].astype(np.int64)
-    labels = session.extras["truth/fault_labels"]
     fixed = float(session.attrs["mains_hz"]) if known_mains else None  # the runtime detects it (None)
     run = replay(raw, arrival, counters, fs, mains_hz=fixed, config=config)
     faults = session_faults(session, arrival, run.discarded, config)
+    score_faults(run, faults, tally)
+    settled = run.times >= warmup
+    mains = score_false_alarms(run, faults, settled, raw, session.extras["truth/fault_labels"], fs, tally)
+    score_donning(session, seed, run, faults, settled, mains, tally)
+    tally.costs.append(hop_costs(run)[10:-1])
+    tally.once.append(once_per_hop_cost(raw, session.emg_timestamps, fs))
+
+
+def score_faults(run: Replay, faults: list[Fault], tally: Tally) -> None:
+    """Latency and recall of each fault's own flag, and of any flag (the gate)."""
     for fault in faults:
         lat = first_flag_latency(run, fault, int(KIND_FLAG[fault.kind]))
         tally.latency[fault.kind].append(lat)
-        tally.gate[fault.kind].append(first_flag_latency(run, Fault(**{**fault.__dict__, "every_channel": False}), ~0))
+        tally.gate[fault.kind].append(first_flag_latency(run, replace(fault, every_channel=False), ~0))
         tally.ended[fault.kind].append(lat <= fault.end - fault.onset + POLL_S + 1e-9)
         if fault.kind == "stale_repeat":
             tally.also_flat.append(np.isfinite(first_flag_latency(run, fault, int(QualityFlag.FLAT))))
-    settled = run.times >= warmup
+
+
+def score_false_alarms(
+    run: Replay, faults: list[Fault], settled: np.ndarray, raw: np.ndarray, labels: np.ndarray, fs: float, tally: Tally
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Flags on fault-free time; MAINS per channel by the world's mains share. Returns MAINS up on the
+    fault-free polls (R', C), the mains frequency and the world's per-channel mains shares."""
     keep = settled & ~fault_mask(run, faults)
     flags = run.flags[keep]
     tally.clean_s += keep.sum() * POLL_S
@@ -306,28 +323,43 @@ def score_session(
         tally.mains_s[b][0] += mains_on[:, chans].sum() * POLL_S
         tally.mains_s[b][1] += len(flags) * len(chans) * POLL_S
         tally.mains_s[b][2] += len(chans)
-    # what a user feels on this donning: the gate closed by any flag, and why
+    return mains_on, mains_hz, shares
+
+
+def score_donning(
+    session,
+    seed: int,
+    run: Replay,
+    faults: list[Fault],
+    settled: np.ndarray,
+    mains: tuple[np.ndarray, float, np.ndarray],
+    tally: Tally,
+) -> None:
+    """What a user feels on this donning: the share of time the gate is closed by any flag, and why."""
     closed_all = (run.flags[settled] != 0).any(axis=1).mean()
-    realistic = settled & ~fault_mask(run, faults, INJECTED)
-    why = cause(run.flags[realistic])
+    why = cause(run.flags[settled & ~fault_mask(run, faults, INJECTED)])
     closed = (why >= 0).mean()
-    shares_of = [(FLAG_PRIORITY[i].name, (why == i).mean()) for i in range(len(FLAG_PRIORITY))]
-    named = ", ".join(f"{name} {100 * s:.1f}" for name, s in sorted(shares_of, key=lambda x: -x[1]) if s >= 0.001)
+    reasons = np.array([(why == i).mean() for i in range(len(FLAG_PRIORITY))])
+    named = ", ".join(
+        f"{FLAG_PRIORITY[i].name} {100 * reasons[i]:.1f}" for i in np.argsort(-reasons) if reasons[i] >= 0.001
+    )
+    labels = session.extras["truth/fault_labels"]
     subject = make_subject(int(session.subject_id.lstrip("s")), seed)
     profile = make_placement(subject, int(session.session_id.lstrip("r"))).recording
     stale = (labels == FAULT_CODES["stale_repeat"]).mean()
     zeros = len(_runs(labels == FAULT_CODES["zero_row"]))
     pauses = sum(f.kind == "arrival_pause" for f in faults)
-    flagged_mains = [c for c in range(raw.shape[1]) if mains_on[:, c].mean() > 0.01]
-    worst = int(np.argmax(shares))
+    mains_on, mains_hz, shares = mains
+    flagged_mains = [c for c in range(mains_on.shape[1]) if mains_on[:, c].mean() > 0.01]
+    worst, high = int(np.argmax(shares)), MAINS_BUCKETS[-1][0]
+    tally.closed.append(float(closed))
+    tally.reasons.append(reasons)
     tally.sessions.append(
         f"| {seed}:{session.key} | {mains_hz:.0f} Hz: ch{worst} {100 * shares[worst]:.0f} %, "
-        f"≥ 70 %: {int((shares >= 0.7).sum())} ch | {','.join(map(str, flagged_mains)) or '–'} "
+        f"≥ {100 * high:.0f} %: {int((shares >= high).sum())} ch | {','.join(map(str, flagged_mains)) or '–'} "
         f"| {profile.drift_mv:.1f} | {100 * stale:.2f} % / {zeros} | {pauses} | {profile.arrival.backlog_s:.1f} s "
         f"| {100 * closed_all:.1f} % | **{100 * closed:.1f} %** | {named or '–'} |"
     )
-    tally.costs.append(hop_costs(run)[10:-1])
-    tally.once.append(once_per_hop_cost(raw, session.emg_timestamps, fs))
 
 
 def pct(values: list[float], q: float) -> str:
@@ -375,7 +407,7 @@ def render(tally: Tally, warmup: float) -> str:
         rows.append(f"| {100 * lo:.0f}–{min(100, 100 * hi):.0f} % | {count} | {share} |")
     rows += [
         "",
-        "Per session (seed:subject/session): the world's worst mains channel and how many exceed 70 %; channels "
+        "Per session (seed:subject/session): the world's worst mains channel and how many exceed 80 %; channels "
         "MAINS flagged > 1 % of fault-free time; the donning's drift (median 2-s swing, mV); stale rows / zero-row "
         "runs; arrival pauses > 40 ms; start-up backlog; gate closed by any flag after warm-up — all of the "
         "session, and outside the injected faults (+1 s): what a user would feel on that donning — with the "
@@ -385,6 +417,15 @@ def render(tally: Tally, warmup: float) -> str:
         "| closed (no injected fault) | by reason, % |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *tally.sessions,
+    ]
+    closed, reasons = np.array(tally.closed), np.array(tally.reasons)
+    top = np.argsort(-reasons.mean(axis=0))
+    rows += [
+        "",
+        f"Gate closed outside the injected faults, {len(closed)} sessions: median {100 * np.median(closed):.1f} %, "
+        f"mean {100 * closed.mean():.1f} %, max {100 * closed.max():.1f} %; by the reason it names (mean over "
+        "sessions, % of time): "
+        + ", ".join(f"{FLAG_PRIORITY[i].name} {100 * reasons[:, i].mean():.1f}" for i in top if reasons[:, i].any()),
     ]
     cost, per_hop = np.concatenate(tally.costs), np.concatenate(tally.once)
     rows += [

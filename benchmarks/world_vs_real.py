@@ -548,8 +548,11 @@ def input_stage_rows(files: Sequence[dict]) -> list[tuple[str, str, str]]:
     notch_text = ", ".join(f"{hz:g}" for hz in NOTCHES_HZ)
     return [
         ("power below 5 Hz (drift), worst channel, %", *both("input_below5_pct", "{:.2g}")),
-        ("mains share of 20–250 Hz power, worst channel, %", *both("input_mains_pct", "{:.2g}")),
-        (f"… with notches at {notch_text} Hz, %", *both("input_mains_notched_pct", "{:.2g}")),
+        ("mains share of 20–250 Hz power, worst channel, high-pass only, %", *both("input_mains_pct", "{:.2g}")),
+        (
+            f"… with notches at {notch_text} Hz (the default input filter since issue 11), %",
+            *both("input_mains_notched_pct", "{:.2g}"),
+        ),
         ("largest |z| in any 2-s window", *both("z_max", "{:,.0f}")),
         ("median over 2-s windows of the window's largest |z|", *both("z_window_median", "{:.1f}")),
     ]
@@ -580,8 +583,9 @@ def markdown(files: Sequence[dict], command: str, source: str) -> str:
         "rail on the rows as recorded; arrival from the host arrival times (samples per distinct arrival time, "
         "steps between distinct arrival times, seconds of data that arrived within 40 ms of the first).",
         "",
-        "The model's input stage on this data: the default input filter "
-        f"({InputFilter.design().description}) on the rows as recorded, and `filter_session` (as training "
+        "The model's input stage on this data: the input filter "
+        f"({InputFilter.design().description}, and the same with mains notches) on the rows as recorded, and "
+        "`filter_session` (as training "
         "applies it) after holding zero rows over (as the runtime's loop does); z = filtered / the per-channel "
         "std of the repaired model input of the same file, in both columns (a stand-in for the training "
         "normalisation, which divides by the training set's std).",

@@ -8,11 +8,13 @@ at which both give a pose is compared.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from firmware_bridge.emg_filter import InputFilter, device_input
 from runtime.inference import WindowedEngine
 from runtime.model_contract import ModelMetadata
 from runtime.model_metadata import LoadedModel, StreamGraphs
@@ -120,18 +122,23 @@ def engine_accuracy(
     from runtime.run_score import RunScorer
 
     names = ("exact", "continuous")
+    spec = InputFilter.from_dict(model.meta.input_filter or {}, "input.input_filter")
     weighted = dict.fromkeys(names, 0.0)
     hops = dict.fromkeys(names, 0)
     for path in sessions:
         session = read_session(path, validate=False)
-        raw, stamps = np.asarray(session.emg_raw, np.float64), np.asarray(session.emg_timestamps)
+        stamps = np.asarray(session.emg_timestamps)
+        # as the runtime sees the stream: zero rows repaired, the engine restarted where the loop restarts it
+        raw, restarts = device_input(np.asarray(session.emg_raw, np.float64), stamps, spec)
+        blocks = [*np.union1d(np.arange(0, len(raw), 50), restarts).tolist(), len(raw)]
         for name in names:
             engine = StreamingEngine(name, model, graphs, hop)
             scorer = RunScorer(session, rate_hz=model.meta.sampling_rate_hz, window=engine.window_samples, grid=1)
-            fed, next_end = 0, engine.first_end
-            while fed < len(raw):
-                engine.feed(raw[fed : fed + 50])
-                fed = min(fed + 50, len(raw))
+            next_end = engine.first_end
+            for begin, fed in itertools.pairwise(blocks):
+                if begin and begin in restarts:
+                    engine.restart(0)
+                engine.feed(raw[begin:fed])
                 while next_end <= fed:
                     prediction = engine.infer(next_end)
                     engine.idle()

@@ -145,6 +145,17 @@ def segment_starts(timestamps: np.ndarray, sampling_rate_hz: float, reset_gap_sa
     return np.concatenate([[0], np.flatnonzero(missing > reset_gap_samples + 0.5) + 1]).astype(np.int64)
 
 
+def device_input(emg: np.ndarray, timestamps: np.ndarray, spec: InputFilter) -> tuple[np.ndarray, np.ndarray]:
+    """A recorded stream as the device's input stage takes it: (zero rows repaired, the sample indices where
+    the filter restarts — 0, the first non-zero row of a session that starts with zero rows, and the sample
+    after every long gap). For anything that feeds a recorded session to a model or an engine."""
+    raw, onset = repair_recording(emg)
+    starts = segment_starts(timestamps, spec.sampling_rate_hz, spec.reset_gap_samples)
+    if onset is not None:
+        starts = np.union1d(starts, [onset])
+    return raw, starts
+
+
 def filter_session(emg: np.ndarray, timestamps: np.ndarray, spec: InputFilter) -> np.ndarray:
     """A whole recorded (n, channels) stream filtered as the device would have filtered it live.
 
@@ -156,11 +167,8 @@ def filter_session(emg: np.ndarray, timestamps: np.ndarray, spec: InputFilter) -
     not part of `InputFilter`: the checkpoint and ONNX metadata describe the filter alone, and every consumer
     of the raw stream (this function and runtime/loop.py) repairs before it.
     """
-    raw, onset = repair_recording(emg)
+    raw, starts = device_input(emg, timestamps, spec)
     out = np.empty(raw.shape, np.float32)
-    starts = segment_starts(timestamps, spec.sampling_rate_hz, spec.reset_gap_samples)
-    if onset is not None:
-        starts = np.union1d(starts, [onset])
     bounds = [*starts.tolist(), len(raw)]
     for begin, end in itertools.pairwise(bounds):
         out[begin:end] = StreamFilter(spec, raw.shape[1]).process(raw[begin:end])

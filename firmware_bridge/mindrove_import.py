@@ -23,27 +23,32 @@ arrival time is spread back from it, and a backlog is spread back over the secon
 T is measured as the slope of the per-second minima of the arrival offsets (the clock drift), within
 1 % of the nominal 500 Hz; otherwise the nominal period is kept.
 
-Package counter (`sample_index`, sdk layout): k comes from the counter's steps, which are known only modulo
-256 (a step of d may be d + 256·m samples), and a step of 240–255 may be a re-sent packet going back
-(up to `RESENT_MAX`) or a loss of 239–254. The arrival times alone cannot tell either: a WiFi delivery
-pause holds samples back without losing any, and a row may arrive late with the next chunk or a flushed
-buffer. So each step is first read the smallest way (re-send for 240–255, no wrap), which can only make
-the offsets o = a − k·T of the rows after it too high, by 512 ms per missed wrap. Steps other than +1,
-and +1 after an arrival pause over `EXAMINE_PAUSE_S`, are then examined, in order (earlier decisions
-corrected): the wraps m of a step are round((F − B) / 512 ms), where B = min o over the rows before it
-and F = min o over the rows from it on — each within `ENVELOPE_SAMPLES_S` of samples or
-`ENVELOPE_ARRIVAL_S` of arrivals, whichever holds more rows — the lower envelopes of the arrival clock on
-either side, i.e. when the samples were *sampled*, not when they arrived: a burst after a lossless pause
-does not move F (the rows after the burst arrived on time), one late packet does not move B. A step of
-240–255 with m ≥ 1 is a loss of d − 1 + 256·(m − 1) samples; with m = 0 a re-send. Examined steps whose
-rows in between arrived in less than `BURST_RATIO` of the time they took to sample (a chunk straddling a
-loss, a buffer flushed after a stall) are one event: its wraps go to its first forward jump, else its
-last back-step, repeat or +1 — never where a row would then have arrived more than `DELAY_TOLERANCE_S`
-before it was sampled. A row whose counter then does not pass the highest so far is a re-sent packet
-and takes the next free slot (`repeated_counters`). Limits: inside a start-up backlog (no on-time arrival
-near) a step keeps its smallest reading; a delivery latency that rises by ≥ 256 ms and stays high reads as
-a lost wrap; a loss of exactly 256·m samples (counter +1) is placed before the first row that arrived after
-the pause, even if that row was sampled before the loss and held back (the arrival times allow both).
+Package counter (`sample_index`, sdk layout): k comes from the counter's steps, known only modulo 256: a
+step of d may be d + 256·m samples, and one of 240–255 may be a re-sent packet going back (up to
+`RESENT_MAX`) or a loss of 239–254. Each step is first read the smallest way (240–255 back, no wraps); a
+wrong reading can then only make the offsets o = a − k·T of the rows after it too high, by 512 ms per
+missed wrap. Steps other than +1, and a +1 after an arrival pause over `EXAMINE_PAUSE_S`, are examined in
+order, earlier decisions applied. A step's wraps come from the arrival envelope on both sides — from when
+the samples were *sampled*, not when they arrived: B = min o over the rows before it (back
+`ENVELOPE_SAMPLES_S` of samples or `ENVELOPE_ARRIVAL_S` of arrivals, whichever reaches further, and at
+least to an on-time row), F = min o over its rows up to the next examined step (as far forward), and
+m = round((F − B) / 512 ms). F is trusted when those rows include on-time ones (the next `ON_TIME_ROWS`
+arrived over at least `BURST_RATIO` of the time they took to sample: not a burst) and F − B lies within
+`WRAP_FIT` of whole wraps: a queue released after a lossless delivery pause does not move F (the rows after
+the burst arrived on time), a late packet before a loss does not move B. Rows that arrived less than
+512 ms − `DELAY_TOLERANCE_S` after B cannot follow a lost wrap: m = 0. Otherwise (rows held back: a chunk
+straddling a loss, a buffer flushed after a stall), and always for a +1 with a counter jump within reach
+after it, the step and the next form one event, decided by the first trusted rows after it; its wraps go
+to a step the counter says lost samples (not +1, not part of a re-sent packet): a large jump, else the
+first after an arrival pause, else the last (`_wrap_order`) — never so that rows in between would have
+arrived more than `DELAY_TOLERANCE_S` before they were sampled.
+A step of 240–255 that takes m ≥ 1 wraps is a loss of d − 1 + 256·(m − 1), with none a re-send. A row
+whose counter then does not pass the highest so far is a re-sent packet and takes the next free slot
+(`repeated_counters`). Limits: a step with no on-time rows after it (in a start-up backlog, at the file's
+end) keeps its smallest reading; a delivery latency that rises by ≥ 256 ms and stays high reads as a lost
+wrap; a loss of exactly 256·m samples (counter +1) right after rows held back is placed where the arrival
+paused; when two stalls overlap in one held-back burst, how their wraps split is a guess (the arrival
+times allow either).
 
 Reported: the start-up backlog (leading samples that arrived more than `BACKLOG_LATE_S` after they were
 sampled), gaps (samples lost: a package-counter jump, or without counter a jump of the reconstructed times
@@ -56,6 +61,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -77,7 +83,10 @@ RESENT_MAX = 16  # a package counter that steps back by at most this much may be
 ENVELOPE_SAMPLES_S = 0.5  # the arrival envelope either side of a counter step: this many seconds of samples,
 ENVELOPE_ARRIVAL_S = 0.3  # or of arrivals if that holds more rows (a burst after a delivery pause)
 EXAMINE_PAUSE_S = 0.1  # a counter step of +1 after a longer arrival pause is examined for hidden wraps too
-BURST_RATIO = 0.5  # rows between two examined steps that arrived this much faster than sampled: one event
+BURST_RATIO = 0.5  # rows that arrived in less than this share of the time they took to sample: a burst
+ON_TIME_ROWS = 8  # a row is on time if the next this many arrived at no burst (see `on_time_rows`)
+MAX_EVENT_STEPS = 64  # an event joins at most this many examined steps
+WRAP_FIT = 0.1  # rows on time after a step sit within this share of a wrap (51 ms) of a whole number of wraps
 DELAY_TOLERANCE_S = 0.1  # wraps are placed only where no row would then have arrived more than this early
 TAIL_HOLD_S = 0.1  # the arrival envelope is held over the file's last 0.1 s (a gap there is not seen)
 MAX_DRIFT = 0.01  # a measured period further than this from nominal is not trusted
@@ -353,24 +362,44 @@ def provisional_steps(counters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return raw, np.where(raw >= COUNTER_MODULUS - RESENT_MAX, raw - COUNTER_MODULUS, raw)
 
 
-def _wrap_priority(raw: np.ndarray) -> np.ndarray:
-    """Where an event's wraps go first: a forward jump (the counter already says samples were lost), then a
-    back-step (a loss of 239–254 rather than a re-send), then a repeat, then a step of 1."""
-    forward = (raw >= 2) & (raw < COUNTER_MODULUS - RESENT_MAX)
-    return np.select([forward, raw >= COUNTER_MODULUS - RESENT_MAX, raw == 0], [0, 1, 2], 3)
+def resend_steps(raw: np.ndarray) -> np.ndarray:
+    """(N-1,) bool: the two steps of each re-sent packet — a step back of L - 1 (0 for L = 1) where L rows
+    repeat the L before them, and the forward step of L + 1 right after them, where the counter resumes."""
+    length = np.where(raw == 0, 1, COUNTER_MODULUS - raw + 1)
+    back = np.flatnonzero((raw == 0) | (raw >= COUNTER_MODULUS - RESENT_MAX))
+    resume = back + length[back]
+    pair = resume < len(raw)
+    back, resume = back[pair], resume[pair]
+    pair = raw[resume] == length[back] + 1
+    mask = np.zeros(len(raw), dtype=bool)
+    mask[back[pair]] = mask[resume[pair]] = True
+    return mask
 
 
-def _place_wraps(wraps: int, priority: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """How many wraps each step of one event takes: `wraps` in all, by priority, keeping the running total
-    after step s within `limits[s]` (the rows between step s and s + 1 cannot have arrived before they were
-    sampled); wraps no step can take go to the last step.
+def _wrap_order(raw: np.ndarray, resend: np.ndarray, pause: np.ndarray) -> np.ndarray:
+    """The steps of one event in the order they take its wraps: a step the counter says lost samples (not +1)
+    before a +1, one that is not part of a re-sent packet before one that is; then a large jump
+    (RESENT_MAX + 2 … 239: a packet lost in the air is small); then the first after an arrival pause (the
+    device kept its newest samples: the loss came before them); then the last (the device kept its oldest:
+    rows from before the loss, held back in its buffer, arrive after the stall, then the loss)."""
+    jump = raw != 1
+    large = (raw > RESENT_MAX + 1) & (raw < COUNTER_MODULUS - RESENT_MAX)
+    paused = pause > EXAMINE_PAUSE_S
+    since_pause = np.zeros(len(raw), dtype=bool)  # a pause since the previous jump (at this step or a +1 before)
+    waiting = False
+    for s in range(len(raw)):
+        waiting |= bool(paused[s])
+        since_pause[s] = waiting
+        if jump[s]:
+            waiting = False
+    return np.lexsort((-np.arange(len(raw)), ~since_pause, ~large, resend, ~jump))
 
-    Among forward jumps the first goes first (a stall loses first, its recovery may lose a few more); among
-    the others the last (rows before the loss held back in the device's buffer arrive after the stall, so
-    the loss is after them)."""
-    taken = np.zeros(len(priority), dtype=np.int64)
-    position = np.arange(len(priority))
-    order = np.lexsort((np.where(priority == 0, position, -position), priority))
+
+def _place_wraps(wraps: int, order: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """How many wraps each step of one event takes: `wraps` in all, to the steps in `order`, keeping the
+    running total after step s within `limits[s]` (the rows between step s and s + 1 cannot have arrived
+    before they were sampled); wraps no step can take go to the last step."""
+    taken = np.zeros(len(order), dtype=np.int64)
     for _ in range(wraps):
         running = np.cumsum(taken)
         for s in order:
@@ -380,6 +409,73 @@ def _place_wraps(wraps: int, priority: np.ndarray, limits: np.ndarray) -> np.nda
         else:
             taken[-1] += 1
     return taken
+
+
+def on_time_rows(arrival: np.ndarray, examined: np.ndarray, rate_hz: float) -> np.ndarray:
+    """(N,) bool: rows whose next `ON_TIME_ROWS` samples (no examined step among them) arrived over at least
+    `BURST_RATIO` of the time they took to sample — not part of a burst (a backlog, a queue released after
+    a delivery pause, a buffer flushed after a stall), so their offset reads the arrival clock."""
+    m, n = ON_TIME_ROWS, len(arrival)
+    ok = np.zeros(n, dtype=bool)
+    if n > m:
+        is_examined = np.zeros(n, dtype=np.int64)
+        is_examined[examined] = 1
+        count = np.cumsum(is_examined)
+        ok[:-m] = (arrival[m:] - arrival[:-m] >= BURST_RATIO * m / rate_hz) & (count[m:] == count[:-m])
+    return ok
+
+
+def _events(
+    examined: np.ndarray, raw: np.ndarray, arrival: np.ndarray, offsets: np.ndarray, rate_hz: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, wraps) of each event that adds wraps; `offsets` are corrected in place as events are decided.
+
+    An examined step's segment is its rows up to the next examined step, within its look-ahead. If it holds
+    on-time rows and its lowest offset sits at the offset before the event + a whole number of wraps (±
+    `WRAP_FIT`), that number decides. Otherwise it only bounds them (its rows cannot have arrived before
+    they were sampled): if it allows a wrap, the step joins the next one's event.
+    """
+    n = len(offsets)
+    wrap_s = COUNTER_MODULUS / rate_hz
+    running = np.maximum.accumulate(arrival)
+    reach = round(ENVELOPE_SAMPLES_S * rate_hz)
+    lo = np.minimum(examined - reach, np.searchsorted(running, running[examined - 1] - ENVELOPE_ARRIVAL_S))
+    hi = np.maximum(examined + reach, np.searchsorted(running, running[examined] + ENVELOPE_ARRIVAL_S, "right"))
+    end = np.minimum(np.r_[examined[1:], n], hi.clip(max=n))
+    on_time = on_time_rows(arrival, examined, rate_hz)
+    last_on_time = np.maximum.accumulate(np.where(on_time, np.arange(n), -1))[examined - 1]
+    lo = np.where(last_on_time >= 0, np.minimum(lo, last_on_time), lo).clip(0)  # reach back to an on-time row
+    pause = arrival[examined] - arrival[examined - 1]
+    resend = resend_steps(raw)[examined - 1]
+    first, before, floors = 0, 0.0, []
+    for j, row in enumerate(examined.tolist()):
+        if j == first:
+            before = offsets[lo[j] : row].min()  # ≈ the clock offset, from rows sampled before the event
+            floors = []
+        floors.append(offsets[row : end[j]].min())  # the same + 512 ms per wrap so far, if the rows were on time
+        wraps_so_far = (floors[-1] - before) / wrap_s
+        can_join = j + 1 < len(examined) and j + 1 - first < MAX_EVENT_STEPS
+        if floors[-1] - before + DELAY_TOLERANCE_S < wrap_s:
+            wraps = 0  # rows that arrived this early cannot follow a lost wrap
+        elif can_join and raw[row - 1] == 1 and end[j] == examined[j + 1]:
+            continue  # a +1 after a pause, a counter jump close behind: rows held back before a loss, most likely
+        elif on_time[row : end[j]].any() and abs(wraps_so_far - np.rint(wraps_so_far)) < WRAP_FIT:
+            wraps = max(0, int(np.rint(wraps_so_far)))
+        elif can_join:
+            continue  # late rows, or a wrap: the next step's rows decide
+        else:
+            wraps = 0  # nothing on time to tell (the end of the file): the smallest reading
+        if wraps > 0:
+            limits = np.floor((np.array(floors[:-1]) - before + DELAY_TOLERANCE_S) / wrap_s).astype(np.int64)
+            steps = slice(first, j + 1)
+            order = _wrap_order(raw[examined[steps] - 1], resend[steps], pause[steps])
+            taken = _place_wraps(wraps, order, limits)
+            rows = examined[steps]
+            for at, count in zip(rows.tolist(), taken.tolist(), strict=True):
+                if count:
+                    offsets[at:] -= count * wrap_s
+            yield rows, taken
+        first = j + 1
 
 
 def sample_index(counters: np.ndarray, arrival: np.ndarray, rate_hz: float) -> tuple[np.ndarray, int]:
@@ -392,41 +488,14 @@ def sample_index(counters: np.ndarray, arrival: np.ndarray, rate_hz: float) -> t
     if n < 2:
         return np.zeros(n, dtype=np.int64), 0
     period = 1.0 / rate_hz
-    wrap_s = COUNTER_MODULUS * period
     raw, step = provisional_steps(counters)
     step = step.copy()
     u = np.concatenate([[0], np.cumsum(step)])
     offsets = (arrival - arrival[0]) - u * period  # arrival minus the row's place on the (provisional) sample clock
     examined = np.flatnonzero((raw != 1) | (np.diff(arrival) > EXAMINE_PAUSE_S)) + 1  # rows a step leads into
     if examined.size:
-        running = np.maximum.accumulate(arrival)
-        reach = round(ENVELOPE_SAMPLES_S * rate_hz)
-        lo = np.minimum(examined - reach, np.searchsorted(running, running[examined - 1] - ENVELOPE_ARRIVAL_S))
-        hi = np.maximum(examined + reach, np.searchsorted(running, running[examined] + ENVELOPE_ARRIVAL_S, "right"))
-        lo, hi = lo.clip(0), hi.clip(max=n)
-        # rows between two examined steps that arrived in less than half the time they took to sample were
-        # held back (a chunk straddling a loss, a device buffer flushed after a stall): one event with the next
-        between = np.diff(u[examined]) * period
-        burst = np.diff(arrival[examined]) < BURST_RATIO * between
-        starts = np.flatnonzero(np.r_[True, ~burst])
-        stops = np.r_[starts[1:], len(examined)]
-        priority = _wrap_priority(raw[examined - 1])
-        for first, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-            rows = examined[first:stop]
-            before = offsets[lo[first] : rows[0]].min()  # ≈ the clock offset, from rows sampled before the event
-            after = offsets[rows[-1] : hi[stop - 1]].min()  # the same from rows after it, + 512 ms per wrap
-            wraps = int(np.rint((after - before) / wrap_s))
-            if wraps <= 0:
-                continue
-            held = (  # the lowest offset of the rows between two steps of the event
-                np.minimum.reduceat(offsets[rows[0] : rows[-1]], rows[:-1] - rows[0]) if len(rows) > 1 else np.empty(0)
-            )
-            limits = np.floor((held - before + DELAY_TOLERANCE_S) / wrap_s).astype(np.int64)
-            taken = _place_wraps(wraps, priority[first:stop], limits)
-            for row, count in zip(rows.tolist(), taken.tolist(), strict=True):
-                if count:
-                    step[row - 1] += COUNTER_MODULUS * count
-                    offsets[row:] -= count * wrap_s
+        for rows, wraps in _events(examined, raw, arrival, offsets, rate_hz):
+            step[rows - 1] += COUNTER_MODULUS * wraps
     u = np.concatenate([[0], np.cumsum(step)])
     # a row whose counter does not pass the highest so far is a re-sent packet: it takes the next free slot
     new = np.r_[True, u[1:] > np.maximum.accumulate(u)[:-1]]

@@ -8,9 +8,11 @@ on a schedule (every `eval_every_s`; the spectrum every `spectrum_every_s`) over
 Detectors (all thresholds in `QualityConfig`):
 
 - **flat line** (`FLAT`, per channel): the channel repeats the exact same value for `flat_repeat_samples`
-  samples, or its sample-to-sample RMS over `flat_window_s` is below `flat_diff_rms_uv` (a dead channel
-  with a little ADC noise). All-zero rows flag every channel; they are repaired (the previous row held)
-  before the windowed detectors see them, so one zero row is not also a 300-mV "lift-off".
+  samples while the stream moves (trailing whole-row repeats — stale samples, flagged DUPLICATE — do not
+  count: a stale run of 8–12 rows is not eight electrodes going flat), or its sample-to-sample RMS over
+  `flat_window_s` is below `flat_diff_rms_uv` (a dead channel with a little ADC noise). All-zero rows flag
+  every channel; they are repaired (the previous row held) before the windowed detectors see them, so one
+  zero row is not also a 300-mV "lift-off".
 - **saturation** (`SATURATED`, per channel): the value sits at or beyond `rail_fraction × rail_uv` and has
   not changed for `saturation_repeat_samples` samples (a clipped ADC holds its code). The default rail is
   the MindRove's ±2²³ counts × 0.045 µV ≈ ±377 mV. Requiring the held value keeps a channel whose offset
@@ -271,12 +273,14 @@ class SignalQuality:
         self._ring = np.zeros((2 * self._ring_n, c))
         self._pos = 0  # next write index in [0, ring_n)
         self._count = 0  # samples since reset
+        self._contiguous = 0  # samples since reset or the last gap: the windowed detectors look no further back
         self._total = 0  # samples since reset: the clock the holds run on (reset clears the holds too)
         self._hold_until = np.zeros((len(_HELD), c), dtype=np.int64)
         self._latest_hold = 0  # max of _hold_until: while it lies behind, no held flag is up
         self._evals = 0
         self._active = np.zeros((len(_HELD), c), dtype=bool)  # threshold detectors' hysteresis state
         self._run = np.zeros(c, dtype=np.int64)  # trailing count of samples equal to their predecessor
+        self._row_run = 0  # trailing count of whole rows equal to their predecessor (stale samples)
         self._last_t: float | None = None
         self._stalled_for = 0.0
         self._gap_s = 0.0
@@ -301,7 +305,8 @@ class SignalQuality:
         """Feed the next chunk, (n, channels) µV with its (n,) timestamps in s; n may be 0.
 
         `stream_events` are the source's findings for this chunk (`.kind` in gap/duplicate/stall/backlog,
-        `.index` the row they concern; backlog is not a quality problem and is ignored). `now`, on the
+        `.index` the row they concern; a backlog is not a quality problem, but where start-up samples were
+        discarded the stream jumps, so the windowed detectors start again there, as after a gap). `now`, on the
         timestamps' clock, lets the checker see a stall while no samples arrive; without it a stall shows
         only when samples resume (as a GAP if samples went missing).
         """
@@ -312,10 +317,13 @@ class SignalQuality:
         if len(timestamps) != n:
             raise ValueError(f"SignalQuality.update: {n} samples but {len(timestamps)} timestamps")
         for event in stream_events:
-            flag = _EVENT_FLAGS.get(getattr(event, "kind", ""))
+            kind = getattr(event, "kind", "")
+            index = min(max(int(getattr(event, "index", 0) or 0), 0), n)
+            flag = _EVENT_FLAGS.get(kind)
             if flag is not None:
-                index = min(max(int(getattr(event, "index", 0) or 0), 0), n)
                 self._hold_row(flag, self._total + index + self._hold)
+            if kind == "backlog" and getattr(event, "samples", 0):  # samples discarded: the stream jumps here
+                self._contiguous = min(self._contiguous, -index)
         if n:
             self._check_time(timestamps)
             self._check_rows(x)
@@ -346,6 +354,9 @@ class SignalQuality:
         self._gap_s = float(steps.max())
         if self._gap_s > self.config.gap_s:
             self._hold_row(QualityFlag.GAP, self._total + len(ts) + self._hold)
+            # the level on either side of a gap says nothing about the electrode (the drift went on while
+            # samples were missing): the windowed detectors start again from the first row after it
+            self._contiguous = min(self._contiguous, -int(np.flatnonzero(steps > self.config.gap_s)[-1]))
 
     def _check_rows(self, x: np.ndarray) -> None:
         n = len(x)
@@ -368,7 +379,7 @@ class SignalQuality:
         cur, prev = ext[history:], ext[history - 1 : -1]
         eq = cur == prev
         if not np.count_nonzero(eq):  # the usual case: every value changed
-            self._run = self._no_run
+            self._run, self._row_run = self._no_run, 0
             if history >= PACKET_SAMPLES and np.count_nonzero(cur[:, 0] == ext[:n, 0]):
                 back = ext[: len(ext) - PACKET_SAMPLES]
                 if (cur == back).all(axis=1).any():
@@ -376,14 +387,19 @@ class SignalQuality:
             return
         ne = ~eq
         self._run = np.where(ne.any(axis=0), ne[::-1].argmax(axis=0), self._run + n)
+        changed = ne.any(axis=1)  # rows in which some channel moved
+        self._row_run = int(changed[::-1].argmax()) if changed.any() else self._row_run + n
         longest = int(self._run.max())
         c = self.config
         if longest >= c.saturation_repeat_samples - 1:
             saturated = (self._run >= c.saturation_repeat_samples - 1) & (np.abs(cur[-1]) >= self._sat_level)
             if saturated.any():
                 self._hold_row(QualityFlag.SATURATED, until, saturated)
-            if longest >= c.flat_repeat_samples - 1:
-                self._hold_row(QualityFlag.FLAT, until, self._run >= c.flat_repeat_samples - 1)
+            # a channel is flat when it repeats while the stream moves: repeats of whole rows are stale samples
+            # (a stream fault, DUPLICATE below, on every channel), not eight electrodes going flat at once
+            flat = self._run - self._row_run >= c.flat_repeat_samples - 1
+            if flat.any():
+                self._hold_row(QualityFlag.FLAT, until, flat)
         # Whole rows repeating: test one channel first (cheap, almost never equal), then all.
         if eq[:, 0].any() and eq.all(axis=1).any():
             self._hold_row(QualityFlag.DUPLICATE, until)
@@ -408,6 +424,7 @@ class SignalQuality:
                 self._ring[offset : offset + k - first] = tail[first:]
         self._pos = (self._pos + k) % size
         self._count += n
+        self._contiguous += n
         self._total += n
         self._seen += n
 
@@ -420,7 +437,7 @@ class SignalQuality:
         c = self.config
         self._next_eval = self._total + self._eval_every
         self._evals += 1
-        count = min(self._count, self._ring_n)
+        count = min(self._count, self._ring_n, self._contiguous)
         if count > self._flat_n and self._evals % 2:  # exact repeats are caught per sample; this every other time
             steps = np.diff(self._last(self._flat_n + 1), axis=0)
             self._diff_rms = np.sqrt(np.einsum("ij,ij->j", steps, steps) / self._flat_n)
@@ -446,7 +463,8 @@ class SignalQuality:
                 self._hold_row(QualityFlag.LIFT_OFF, self._total + self._lift_hold, active)
         if self._count >= self._next_spectrum:
             self._next_spectrum = self._total + self._spectrum_every
-            self._spectrum()
+            if count >= self._mains_n:  # no spectrum of a window holding a gap: the averages wait
+                self._spectrum()
 
     def _band_rms(self) -> np.ndarray:
         """RMS of the deviation from 20-ms block means over the last `rms_window_s`: the signal above ≈ 25 Hz."""

@@ -10,6 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge import import_command
 from firmware_bridge.emg_sources import open_source
@@ -331,6 +333,7 @@ def _counter_case(
     lost: int = 0,
     *,
     pause_s: float = 0.0,
+    pause_from: int = AT,
     straddle: bool = False,
     held_rows: int = 0,
     late_before_s: float = 0.0,
@@ -342,7 +345,7 @@ def _counter_case(
     """20,000 rows at 500 Hz, chunks of 2 sent with their last sample and arriving 4 ms + Exp(1 ms) later, a
     counter per sample; `lost` samples lost before row AT; (true sample times, what the importer made of it).
 
-    pause_s: delivery stops at row AT for this long, nothing lost (the queue then arrives at once).
+    pause_s: delivery stops at row `pause_from` for this long, nothing lost (the queue then arrives at once).
     straddle: rows AT - 1 and AT share a chunk (the earlier one arrives after the stall).
     held_rows: the last rows before the loss sat in the device's buffer and arrive with row AT.
     late_before_s: the chunk before the loss arrives this much late.
@@ -361,7 +364,7 @@ def _counter_case(
     chunk = np.cumsum(np.r_[True, position[1:] % 2 == 0]) - 1
     last = np.flatnonzero(np.r_[chunk[1:] != chunk[:-1], True])
     arrive = (t[last] + 0.004 + np.random.default_rng(seed).exponential(0.001, len(last)))[chunk]
-    for begin, length in ((t[AT], pause_s), (t[AT - 1], hold_after_s)):
+    for begin, length in ((t[pause_from], pause_s), (t[AT - 1], hold_after_s)):
         arrive[(arrive >= begin) & (arrive < begin + length)] = begin + length
     if held_rows:
         arrive[AT - held_rows : AT] = arrive[AT]
@@ -422,4 +425,37 @@ def test_a_resent_packet_right_after_a_stall_stays_a_resend_and_the_stall_keeps_
 def test_two_stalls_and_a_small_loss_close_together_each_keep_their_own_count() -> None:
     t, timeline = _counter_case(300, more_losses=((AT + 20, 3), (AT + 200, 300)))
     assert timeline.gaps == [(AT, 300), (AT + 20, 3), (AT + 200, 300)]
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+def test_rows_held_by_a_delivery_pause_just_before_a_stall_do_not_hide_its_wraps() -> None:
+    t, timeline = _counter_case(600, pause_s=0.7, pause_from=AT - 300)  # 0.6 s of rows before it arrive late
+    assert timeline.gaps == [(AT, 600)]
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+def test_in_a_burst_released_after_a_stall_the_wraps_go_to_the_jump_after_the_pause() -> None:
+    # the device kept its newest samples: the rows after the loss arrive in one burst, with a small loss in it
+    t, timeline = _counter_case(300, hold_after_s=1.0, more_losses=((AT + 20, 3),))
+    assert timeline.gaps == [(AT, 300), (AT + 20, 3)]
+    assert _timestamp_spread_ms(t, timeline) < 2.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lost=st.integers(1, 1500),
+    shape=st.sampled_from(["plain", "straddle", "held", "late", "delivery held"]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_single_stall_is_counted_exactly_whatever_the_rows_around_it_do(lost: int, shape: str, seed: int) -> None:
+    assume(lost % 256 or shape in ("plain", "late"))  # a loss of 256·m (counter +1) after held rows: a guess
+    how = {
+        "plain": {},
+        "straddle": {"straddle": True},
+        "held": {"held_rows": 1 + seed % 200},
+        "late": {"late_before_s": (seed % 100) / 1000},
+        "delivery held": {"hold_after_s": lost / RATE + (seed % 150) / 100},
+    }[shape]
+    t, timeline = _counter_case(lost, seed=seed, **how)
+    assert timeline.gaps == [(AT, lost)] and timeline.repeated_counters == 0
     assert _timestamp_spread_ms(t, timeline) < 2.0

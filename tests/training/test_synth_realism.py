@@ -312,12 +312,6 @@ def test_every_timestamp_stays_within_2_ms_of_its_sample_and_the_stall_gap_is_ke
     assert not problems, problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mindrove_import.sample_index misreads a stall's counter jump: s02_r02 loses 254 samples, a counter step "
-    "of 255 ≥ 256 - RESENT_MAX, taken for a re-sent packet (gaps: none, 2 extra 'repeated' rows) although the "
-    "arrival paused 0.5 s; s02_r01 (371 lost) is split into 256 + 115 by the straddling chunk (see above)",
-)
 def test_the_importer_reports_each_stalls_lost_samples(world: dict[str, WorldSession]) -> None:
     reported = {}
     for name, w in world.items():
@@ -623,13 +617,7 @@ def test_recording_profiles_vary_across_the_real_ranges() -> None:
     assert stale.max() / stale.min() > 5 and zero.max() / zero.min() > 3
 
 
-# -- the importer on a case the world cannot yet produce (see the xfail above) ----------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware_bridge/mindrove_import.py sample_index: a WiFi pause of ≥ 256 periods (0.512 s) without any "
-    "loss adds a counter wrap (256 phantom samples) from the single arrival pause, which shifts every timestamp "
-    "before the pause 512 ms early; wraps should be decided from the arrival envelope on both sides of the step",
-)
+# -- the importer on cases the world does not draw (more in tests/firmware_bridge/test_import.py) ---------------
 def test_a_long_delivery_pause_without_loss_keeps_the_timestamps() -> None:
     t = np.arange(20_000) / FS
     arrive = arrival_times(t, _quiet_arrival(), np.random.default_rng(0))
@@ -640,12 +628,6 @@ def test_a_long_delivery_pause_without_loss_keeps_the_timestamps() -> None:
     assert np.ptp(timeline.times - t) < 2e-3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware_bridge/mindrove_import.py sample_index: a forward counter step of 240–255 (239–254 samples "
-    "lost) is taken for a re-sent packet (step ≥ 256 - RESENT_MAX) without looking at the arrival pause, so the "
-    "gap is not reported and the next rows are counted as repeated; the times survive (the envelope absorbs it)",
-)
 def test_a_loss_of_250_samples_is_reported_as_a_gap_not_as_a_resent_packet() -> None:
     index = np.arange(20_000)
     t = index[(index < 10_000) | (index >= 10_250)] / FS

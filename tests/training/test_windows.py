@@ -12,6 +12,7 @@ from firmware_bridge.emg_filter import InputFilter, filter_session
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import read_session
 from training.data.windows import (
+    DEFAULT_INPUT_FILTER,
     SUPERVISED_INDICES,
     build_windows,
     channel_std,
@@ -28,8 +29,10 @@ def test_windows_follow_the_guide(small_world: Path) -> None:
     assert w["emg"].shape[1:] == (8, 1000)
     assert len(w["emg"]) <= (n - 1000) // 500 + 1, "2-s windows, 50 % overlap"
     assert np.allclose(np.diff(w["start_time"])[np.diff(w["start_time"]) < 1.5], 1.0, atol=0.01)
-    # windows are cut from the session after the model's causal input filter, run over the whole stream
-    filtered = filter_session(session.emg_raw, session.emg_timestamps, InputFilter.design(500.0))
+    # windows are cut from the session after the model's causal input filter (the default: high-pass + mains
+    # notches of both families), run over the whole stream
+    assert InputFilter.design(500.0, notch_hz=(50, 60, 100, 120, 150, 180, 200, 240)) == DEFAULT_INPUT_FILTER
+    filtered = filter_session(session.emg_raw, session.emg_timestamps, DEFAULT_INPUT_FILTER)
     first = int(np.searchsorted(session.emg_timestamps, w["start_time"][0]))
     np.testing.assert_array_equal(w["emg"][0], filtered[first : first + 1000].T)
     # labels interpolated at the supervised instants; "now" is the window's end: the last 2-kHz sample, the 4th of
