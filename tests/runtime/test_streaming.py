@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from probe.cli_probe import assert_user_error, run_mode2  # tests/ is on sys.path (rootdir conftest)
-from test_run_e2e import _with_policy, read_runtime, run_on
+from test_run_e2e import SOUND_SESSION, _with_policy, read_runtime, run_on
 
 from firmware_bridge.emg_filter import InputFilter, StreamFilter, filter_session
 from firmware_bridge.emg_sources import open_source
@@ -391,10 +391,10 @@ def test_a_window_that_ended_before_a_restart_in_the_same_block_is_still_answere
 
 
 # -- end to end: mode2 run drives the emulated hand ------------------------------------------------------
-# The end-to-end runs drive the hand from s01_r02, a session whose signal the world makes sound for the gate: the
-# held-out r03 has four channels with more mains than EMG (its profile), on which signal quality rightly keeps the
-# gate closed (MAINS) for most hops, so a run on it says nothing about whether the hand follows the engine.
-E2E_SESSION = "s01_r02"
+# The end-to-end runs drive the hand from a session whose signal the world makes sound for the gate: the held-out
+# r03 has four channels with more mains than EMG (its profile), on which signal quality keeps the gate closed
+# (MAINS) for most hops, so a run on it says nothing about whether the hand follows the engine.
+E2E_SESSION = SOUND_SESSION
 E2E_RUNS = {  # engine → (source, hop ms, extra options)
     "exact": (f"playback:{{world}}/{E2E_SESSION}_mindrove.csv", "40", ()),
     "continuous": (f"replay:{{world}}/{E2E_SESSION}.h5", "20", ("--speed", "1")),

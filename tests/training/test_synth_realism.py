@@ -163,7 +163,7 @@ def _line_amplitudes(signal: np.ndarray, times: np.ndarray, freqs: list[float], 
 def test_the_module_world_holds_every_case_the_checks_below_need(world: dict[str, WorldSession]) -> None:
     profiles = [w.profile for w in world.values()]
     assert any(_shared_dc(p) for p in profiles) and not all(_shared_dc(p) for p in profiles)
-    assert sum(p.arrival.backlog_s > 0 for p in profiles) >= 2 and any(p.arrival.backlog_s == 0 for p in profiles)
+    assert all(3.5 <= p.arrival.backlog_s <= 6.0 for p in profiles), "every real file starts with a ~5-s backlog"
     assert {w.subject.mains_hz for w in world.values()} == {50.0, 60.0}
     assert any((w.labels == ZERO).any() for w in world.values())
     assert all((w.labels == STALE).sum() >= 8 for w in world.values())
@@ -267,9 +267,6 @@ def test_world_backlog_arrives_at_once_and_the_importer_measures_it(world: dict[
     w = world[name]
     profile = w.profile.arrival
     timeline = w.imported.timeline
-    if profile.backlog_s == 0:
-        assert timeline.backlog == 0
-        return
     release = w.truth[0] + profile.backlog_s
     held = w.truth < release - 0.01  # (a chunk leaves with its last sample: keep clear of the edge)
     since_release = w.arrival[held] - release - profile.base_delay_s
@@ -445,7 +442,7 @@ def test_raw_never_leaves_the_adc_range_and_saturation_sits_at_the_rail(world: d
 
 def test_a_dc_near_the_rail_is_clipped_at_the_adc_range() -> None:
     profile = make_recording_profile(np.random.default_rng([SEED, 104]))
-    profile = dataclasses.replace(profile, dc_offset_uv=np.full(8, 370e3), drift_mv=30.0)
+    profile = dataclasses.replace(profile, dc_offset_uv=np.full(8, 370e3), drift_mv=30.0, drift_corner_hz=0.8)
     rng = np.random.default_rng(5)
     n = 10_000
     raw = add_recording_nuisances(
@@ -459,7 +456,7 @@ def test_a_dc_near_the_rail_is_clipped_at_the_adc_range() -> None:
         movement_speed=np.zeros(n),
     )
     assert raw.max() == ADC_RAIL_UV and (raw == ADC_RAIL_UV).mean() > 0.01
-    assert raw.min() > 300e3
+    assert raw.min() > 370e3 - 100e3, "a 30-mV drift wanders well under 100 mV"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -467,7 +464,9 @@ def test_dc_offsets_follow_the_recording_profile(world: dict[str, WorldSession],
     w = world[name]
     rows = ~_dilate(np.isin(w.labels, FAULTS), 500) & (w.labels == 0)
     median = np.median(w.session.emg_raw[rows].astype(np.float64), axis=0)
-    tolerance = 500.0 + 150.0 * w.profile.drift_mv  # µV: the drift's mean over a minute
+    # µV: the drift's wander over a minute — about 0.2 / corner_hz times its median 2-s swing (measured on
+    # drift()), 3 of those
+    tolerance = 500.0 + 3e3 * w.profile.drift_mv * max(0.5, 0.2 / w.profile.drift_corner_hz)
     assert np.all(np.abs(median - w.profile.dc_offset_uv) < tolerance)
     if _shared_dc(w.profile):
         assert np.all(np.sign(median) == np.sign(median[0]))
@@ -598,7 +597,7 @@ def test_recording_profiles_vary_across_the_real_ranges() -> None:
     assert np.all((drift_mv >= 0.4) & (drift_mv <= 38.0)) and np.all((rms >= 12.0) & (rms <= 43.0))
     shared = sum(_shared_dc(p) for p in profiles)
     backlog = np.array([p.arrival.backlog_s for p in profiles])
-    assert np.all((backlog == 0) | ((backlog >= 2.0) & (backlog <= 6.0)))
+    assert np.all((backlog >= 3.5) & (backlog <= 6.0)), "every real file starts with a ~5-s backlog"
     delivery = np.array([p.arrival.backlog_delivery_s for p in profiles])
     assert np.all(delivery <= 0.04)
     pickup = np.stack([p.mains_uv / p.emg_rms_uv for p in profiles])
@@ -613,7 +612,7 @@ def test_recording_profiles_vary_across_the_real_ranges() -> None:
     assert drift_mv.min() < 2.0 and drift_mv.max() > 10.0
     assert rms.min() < 20.0 and rms.max() > 30.0
     assert pickup.max(axis=1).min() < 0.5 and pickup.max(axis=1).max() > 3.0
-    assert 1 <= (backlog == 0).sum() <= 8 and np.ptp(backlog[backlog > 0]) > 1.0
+    assert np.ptp(backlog) > 1.0
     assert stale.max() / stale.min() > 5 and zero.max() / zero.min() > 3
 
 

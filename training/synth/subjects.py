@@ -98,7 +98,7 @@ def make_recording_profile(rng: np.random.Generator, channels: int = 8) -> Recor
     drift_mv = float(_log_uniform(rng, 0.4, 38.0))
     # quiet recordings drift slowly (a trend within 2 s: electrode chemistry), large swings come from
     # movement and are faster — the real files' below-20-Hz share after a per-window detrend (73–96 %) needs both
-    drift_corner_hz = 0.04 * (drift_mv / 0.4) ** 0.25 * float(_log_uniform(rng, 0.7, 1.4))
+    drift_corner_hz = 0.04 * (drift_mv / 0.4) ** 0.7 * float(_log_uniform(rng, 0.7, 1.4))
     return RecordingProfile(
         dc_offset_uv=dc,
         drift_mv=drift_mv,
