@@ -15,20 +15,26 @@ row; a stall or arrival pause from when the next chunk was due):
 
 - injected faults (`fault_events`): lift-off, saturation, flat line, duplicated packets, stall;
 - the world's bad rows, derived from `truth/fault_labels` (every session has them): stale repeats (a whole
-  packet or 2–3 carrying the sample before them again → DUPLICATE; runs of ≥ 8 equal values also FLAT) and
-  all-zero rows (→ FLAT on every channel);
+  packet or 2–3 carrying the sample before them again → DUPLICATE; the report counts those that also raised
+  FLAT) and all-zero rows (→ FLAT on every channel); rows inside the start-up backlog the source discarded
+  never reach the checker and are not scored;
 - WiFi arrival pauses longer than `stall_after_s` (unlabelled, but a real silence: STALL or GAP is right).
 
 Figures: latency to the first report carrying the fault's own flag (on its channel; row and stream faults on
 any channel, zero rows on every channel), recall (≤ 100 ms, and by the report that delivers the fault's last
 row / before the fault ended); false alarms per flag on fault-free time (outside every fault and the
 1 s after an injected fault / 0.25 s after a bad row or pause); MAINS split by how much of each channel's
-20–250 Hz power the world put in mains (`training.data.emg_checks.mains_shares` on the session without its
+20–250 Hz power the world put in mains (`training.data.emg_checks.mains_shares` over the stretches between
 injected faults: flagging a channel that is 90 % mains is right, flagging a 10 % one is a false alarm); per
 session the share of time the gate would be closed by any flag, overall and outside the injected faults (what
-a user would feel on that donning), with its causes; and the checker's cost.
+a user would feel on that donning), with the reason it names; and the checker's cost. Issue 11's realistic
+conditions (shared DC, drift, mains with harmonics, stale and zero rows, chunked arrival) are the world's own
+now, so they are measured on it, donning by donning, rather than added to clean sessions.
 
-Run: `python benchmarks/measure_signal_quality.py --seeds 2 3 4 --out sq.md` (≈ 2 min on 2 busy cores).
+What-ifs: `--set KEY=VALUE` replaces a `QualityConfig` threshold (repeatable); `--known-mains` gives the
+checker each session's mains frequency instead of letting it detect it, as the runtime does.
+
+Run: `python benchmarks/measure_signal_quality.py --seeds 2 3 4 --out sq.md` (≈ 2–3 min on 2 busy cores).
 """
 
 from __future__ import annotations
