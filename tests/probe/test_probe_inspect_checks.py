@@ -110,7 +110,7 @@ DEFECTS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "mains": (_mains, (r"⚠ mains: \d+ % of ch5's", r"50 Hz mains \(50, 100, 150, 200 Hz\)", r"ch2, ch5")),
     "drift": (_drift, (r"⚠ drift: ch3 swings", r"window at \d+\.\d\d s")),
     "stale": (_stale, (r"⚠ stale rows: 21 rows", r"3 runs", r"first at 2\.00, 6\.00, 12\.00 s")),
-    "zero": (_zero, (r"⚠ zero rows: 3 rows", r"first at 5\.00, 5\.00, 14\.00 s")),
+    "zero": (_zero, (r"⚠ zero rows: 3 rows", r"in 2 runs, first at 5\.00, 14\.00 s")),
     "counts": (_counts, (r"⚠ units: DC offset 1111 mV on ch\d", r"raw counts not converted to µV")),
     "gap": (_gap, (r"⚠ arrival gaps: 1 timestamp gap > 20 ms, the longest 138 ms at 8\.00 s",)),
     "backlog": (_backlog, (r"⚠ start-up backlog: 2500 samples \(5\.00 s of data\)", r"first 40 ms")),

@@ -17,7 +17,7 @@ from firmware_bridge.atomic_write import check_writable_file
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import Session, read_session
 from training.data.emg2pose_format import Emg2PoseRecording, read_emg2pose_file
-from training.data.emg_checks import Finding, check_emg, high_passed
+from training.data.emg_checks import Finding, check_emg, high_passed, without_zero_rows
 from training.scoring.figures import save_figure
 
 
@@ -43,7 +43,8 @@ def _rate(stamps: np.ndarray) -> float:
 
 
 def summarise(session: Session) -> SessionSummary:
-    signal = high_passed(session.emg_raw, session.emg_rate)
+    held = without_zero_rows(session.emg_raw)  # a zero row is a step of the whole DC: it would ring in the RMS
+    signal = high_passed(held, session.emg_rate)
     has_pose = len(session.ik_error) > 0
     return SessionSummary(
         path=session.path,
@@ -57,7 +58,7 @@ def summarise(session: Session) -> SessionSummary:
         valid_fraction=float(session.valid_pose_mask().mean()) if has_pose else 0.0,
         ik_error_mean_mm=float(session.ik_error.mean()) if has_pose else None,
         confidence_mean=float(session.mp_confidence.mean()) if has_pose else None,
-        dc_offset_mv=session.emg_raw.astype(np.float64).mean(axis=0) / 1000.0,
+        dc_offset_mv=held.astype(np.float64).mean(axis=0) / 1000.0,
         findings=check_emg(
             session.emg_raw, session.emg_timestamps, session.emg_rate, session.gestures, source=str(session.path)
         ),

@@ -223,13 +223,14 @@ def check_rows(raw: np.ndarray, stamps: np.ndarray, rate: float) -> list[Finding
     zero = np.all(raw == 0, axis=1)
     if zero.any():
         rows = np.flatnonzero(zero)
+        firsts = rows[np.r_[True, np.diff(rows) > 1]]  # each run once: consecutive zero rows share a time
         findings.append(
             Finding(
                 "zero_rows",
-                f"zero rows: {len(rows)} rows with every channel exactly 0 ({100 * len(rows) / n:.2g} %), "
-                f"first at {_at(_times(stamps, rows))}",
+                f"zero rows: {len(rows)} rows with every channel exactly 0 ({100 * len(rows) / n:.2g} %) in "
+                f"{len(firsts)} runs, first at {_at(_times(stamps, firsts))}",
                 None,
-                _times(stamps, rows),
+                _times(stamps, firsts),
                 float(len(rows)),
                 {"share": len(rows) / n},
             )
