@@ -478,16 +478,21 @@ class SignalQuality:
         self._rms = self._band_rms()
         spec = np.fft.rfft(self._mains_detrend(self._last(self._mains_n)), axis=0)
         band, p50, p60 = self._select @ (spec.real**2 + spec.imag**2)
+        # A channel that is (or within the window was) flat, saturated or lifted off says nothing about its
+        # mains pickup in contact: keep its averages as they were (a lift-off picks up hundreds of µV of mains).
+        faulty = self._hold_until[_HARDWARE_ROWS].max(axis=0) + self._mains_n > self._total
         if self._fixed_mains is None:
-            self._family_power[50.0] = 0.99 * self._family_power[50.0] + float(p50.sum())
-            self._family_power[60.0] = 0.99 * self._family_power[60.0] + float(p60.sum())
+            # 50 or 60 Hz: each sound channel votes with its *share* of the band at either family, at most 1, so
+            # one channel's step to the rail or lift-off (broadband power millions of times the mains, more of
+            # it in the 50-Hz bins) cannot outvote seven channels' mains for the half minute the vote remembers
+            sound = ~faulty
+            total = np.maximum(band[sound], 1e-30)
+            self._family_power[50.0] = 0.99 * self._family_power[50.0] + float((p50[sound] / total).sum())
+            self._family_power[60.0] = 0.99 * self._family_power[60.0] + float((p60[sound] / total).sum())
         mains = p60 if self.mains_hz == 60.0 else p50
         other = band - mains
         self._spectra += 1
         alpha = max(self._alpha, 1.0 / self._spectra)
-        # A channel that is (or within the window was) flat, saturated or lifted off says nothing about its
-        # mains pickup in contact: keep its averages as they were (a lift-off picks up hundreds of µV of mains).
-        faulty = self._hold_until[_HARDWARE_ROWS].max(axis=0) + self._mains_n > self._total
         alpha = np.where(faulty, 0.0, alpha)
         self._mains_ms += alpha * (mains - self._mains_ms)
         self._other_ms += alpha * (other - self._other_ms)

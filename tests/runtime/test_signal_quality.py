@@ -6,6 +6,7 @@ the armband delivers them: every 4 ms of EMG time, the samples stamped since the
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,23 @@ def test_mains_dominated_channels_are_flagged_and_the_mains_frequency_is_detecte
     assert flagged_share(run, QualityFlag.MAINS, [2, 7], after_s=1.5) == 1.0
     assert flagged_share(run, QualityFlag.MAINS, [0, 1, 3, 4, 5, 6], after_s=0.0) == 0.0
     assert "mains dominates" in run.reasons[-1] and "channel 2:" in run.reasons[-1]
+
+
+def test_a_step_to_the_rail_on_one_channel_does_not_flip_the_detected_mains_frequency() -> None:
+    """A step's broadband power is millions of times the mains and falls a little more into the 50-Hz family's
+    bins than the 60-Hz one's: summed as power it outvoted seven 60-Hz channels for half a minute."""
+    raw, stamps = clean_stream(12.0, seed=8, mains_hz=60.0)
+    t = stamps - stamps[0]
+    raw[:, [1, 5]] += 60.0 * np.sin(2 * np.pi * 60.0 * t)[:, None]  # clear 60-Hz pickup on two channels
+    raw[2000:, 3] = QualityConfig().rail_uv  # channel 3 jumps to the rail at 4 s and stays there
+    checker = SignalQuality(FS, 8, mains_hz=None)
+    detected = []
+    polls = np.arange(0, len(raw), 2)
+    for start, stop in itertools.pairwise([*polls.tolist(), len(raw)]):
+        checker.update(raw[start:stop], stamps[start:stop])
+        if start >= 2000 and start % 250 == 0:
+            detected.append(checker.mains_hz)
+    assert detected and set(detected) == {60.0}, f"detected {sorted(set(detected), key=str)} after the step"
 
 
 def test_stale_repeated_rows_and_zero_rows_are_flagged_without_a_lift_off() -> None:
