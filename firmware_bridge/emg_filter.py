@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
+from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, sosfreqz, tf2sos
 
 from firmware_bridge.emg_rows import repair_recording
 
@@ -108,6 +108,24 @@ class InputFilter:
         if np.any(np.abs(poles) >= 1.0):
             raise FilterSpecError(f"{where}.sos: unstable (a pole on or outside the unit circle)")
         return cls(tuple(tuple(row) for row in sos.tolist()), rate, str(data.get("description", "")), gap)
+
+
+MAINS_FAMILIES_HZ = (50.0, 60.0)
+MAINS_TOLERANCE = 0.001  # grids hold their frequency within ±0.1 % in normal operation (±0.05 Hz at 50 Hz)
+
+
+def notched_mains_families(spec: InputFilter, depth_db: float = 20.0, top_hz: float = 250.0) -> tuple[float, ...]:
+    """The mains families (50, 60 Hz) whose every line up to `top_hz` (and below Nyquist) `spec` attenuates by
+    at least `depth_db` across the grid's frequency tolerance: mains there never reaches the model."""
+    nyquist = spec.sampling_rate_hz / 2
+    families = []
+    for f0 in MAINS_FAMILIES_HZ:
+        lines = [k * f0 for k in range(1, int(min(top_hz, nyquist) // f0) + 1) if k * f0 < nyquist]
+        probe = np.concatenate([np.array(lines) * (1 + d) for d in (-MAINS_TOLERANCE, 0.0, MAINS_TOLERANCE)])
+        _, response = sosfreqz(spec.sos_array, worN=probe, fs=spec.sampling_rate_hz)
+        if lines and np.max(np.abs(response)) <= 10 ** (-depth_db / 20):
+            families.append(f0)
+    return tuple(families)
 
 
 class StreamFilter:

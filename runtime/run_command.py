@@ -122,9 +122,22 @@ def _open_hand(port: str, hand: HandConfig, stack: contextlib.ExitStack) -> tupl
     return link, hand_sim
 
 
+def signal_quality_for(meta: Any) -> Any:
+    """The signal checker for this model: MAINS on a mains family the model's input filter notches out is
+    advisory (flagged, described, not gating), since that mains never reaches the model."""
+    from firmware_bridge.emg_filter import InputFilter, notched_mains_families
+    from runtime.signal_quality import QualityConfig, SignalQuality
+
+    families: tuple[float, ...] = ()
+    if meta.input_filter is not None:
+        families = notched_mains_families(InputFilter.from_dict(meta.input_filter, "input.input_filter"))
+    return SignalQuality(
+        sampling_rate_hz=meta.sampling_rate_hz, channels=meta.channels, config=QualityConfig(mains_advisory_hz=families)
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from firmware_bridge.emg_sources import open_source
-    from runtime.signal_quality import SignalQuality
 
     model = load_model(args.model, threads=args.threads)
     meta = model.meta
@@ -177,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         status = _StatusPrinter(args.quiet)
         loop = RuntimeLoop(
             source=source,
-            quality=SignalQuality(sampling_rate_hz=meta.sampling_rate_hz, channels=meta.channels),
+            quality=signal_quality_for(meta),
             engine=engine,
             gate=ConfidenceGate(settings),
             hand=hand,

@@ -159,6 +159,11 @@ class QualityConfig:
     warmup_s: float = 0.15
     eval_every_s: float = 0.01
     spectrum_every_s: float = 0.05
+    # Mains families (50.0, 60.0) that the model's input filter notches out (`mode2 run` reads them from the
+    # model: firmware_bridge.emg_filter.notched_mains_families). MAINS on the detected family is then still
+    # flagged and described (`QualityReport.advisory`: re-seat the electrode) but does not close the gate:
+    # the model never sees that mains. Empty (the default): MAINS closes the gate like every other flag.
+    mains_advisory_hz: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,8 @@ class QualityReport:
     """(channels,) mains power / (mains + EMG power in use), averaged; MAINS above `mains_on`."""
     mains_hz: float | None = None
     """The mains frequency in use (fixed or detected; None before the first spectrum)."""
+    advisory: str = ""
+    """A flag that is up but does not close the gate (MAINS the model's filter removes), in words; else ""."""
 
 
 class _Detrend:
@@ -531,15 +538,24 @@ class SignalQuality:
             flags |= int(QualityFlag.STALL)
         if self._count < self._warmup:
             flags |= int(QualityFlag.WARMUP)
-        ok = not np.count_nonzero(flags)
+        gating, advisory = flags, ""
+        if self.mains_hz in self.config.mains_advisory_hz:
+            mains = np.flatnonzero(flags & int(QualityFlag.MAINS))
+            if len(mains):
+                gating = flags & ~int(QualityFlag.MAINS)
+                advisory = (
+                    self._describe(QualityFlag.MAINS, int(mains[0]))
+                    + f" — the model's input filter removes it; re-seat the electrode ({len(mains)} channel(s))"
+                )
+        ok = not np.count_nonzero(gating)
         if ok:
             reason = ""
-        elif int(flags[0]) & (QualityFlag.STALL | QualityFlag.WARMUP) or not np.array_equal(flags, self._last_flags):
-            reason = self._reason(flags)  # text only when the verdict changes (or its duration does)
+        elif int(gating[0]) & (QualityFlag.STALL | QualityFlag.WARMUP) or not np.array_equal(gating, self._last_flags):
+            reason = self._reason(gating)  # text only when the verdict changes (or its duration does)
         else:
             reason = self._last_reason
-        self._last_flags, self._last_reason = flags, reason
-        return QualityReport(ok, flags, reason, self._rms, self._share, self.mains_hz)
+        self._last_flags, self._last_reason = gating, reason
+        return QualityReport(ok, flags, reason, self._rms, self._share, self.mains_hz, advisory)
 
     def _reason(self, flags: np.ndarray) -> str:
         union = int(np.bitwise_or.reduce(flags))

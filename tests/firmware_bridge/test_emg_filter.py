@@ -188,3 +188,16 @@ def test_from_dict_accepts_what_to_dict_wrote() -> None:
 def test_design_refuses_a_corner_outside_the_band(kwargs: dict) -> None:
     with pytest.raises(FilterSpecError, match="must be between 0 and 250 Hz"):
         InputFilter.design(**kwargs)
+
+
+def test_notched_mains_families_are_those_whose_every_line_the_filter_removes() -> None:
+    from firmware_bridge.emg_filter import notched_mains_families
+
+    both = (50.0, 60.0, 100.0, 120.0, 150.0, 180.0, 200.0, 240.0)
+    assert notched_mains_families(InputFilter.design(notch_hz=both)) == (50.0, 60.0)
+    assert notched_mains_families(InputFilter.design(notch_hz=(50.0, 100.0, 150.0, 200.0))) == (50.0,)
+    assert notched_mains_families(InputFilter.design(notch_hz=(50.0, 100.0, 150.0))) == (), "200 Hz passes"
+    assert notched_mains_families(InputFilter.design()) == ()
+    assert notched_mains_families(InputFilter.design(notch_hz=(60.0, 120.0, 180.0, 240.0), notch_q=3000.0)) == (), (
+        "a notch narrower than the grid's ±0.1 % frequency tolerance does not count"
+    )

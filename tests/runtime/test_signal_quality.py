@@ -6,6 +6,7 @@ the armband delivers them: every 4 ms of EMG time, the samples stamped since the
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass
@@ -207,6 +208,41 @@ def test_mains_dominated_channels_are_flagged_and_the_mains_frequency_is_detecte
     assert flagged_share(run, QualityFlag.MAINS, [2, 7], after_s=1.5) == 1.0
     assert flagged_share(run, QualityFlag.MAINS, [0, 1, 3, 4, 5, 6], after_s=0.0) == 0.0
     assert "mains dominates" in run.reasons[-1] and "channel 2:" in run.reasons[-1]
+
+
+@pytest.mark.parametrize("advisory", [False, True])
+def test_mains_the_models_filter_notches_is_advisory_and_every_other_flag_still_gates(advisory: bool) -> None:
+    raw, stamps = clean_stream(6.0, seed=3, mains_hz=50.0)
+    t = stamps - stamps[0]
+    raw[:, [2, 7]] += sum(a * np.sin(2 * np.pi * k * 50.0 * t + k) for k, a in ((1, 90.0), (2, 45.0)))[:, None]
+    raw[2500:2600, 4] = raw[2500, 4]  # 200 ms flat on channel 4 at 5 s
+    config = QualityConfig(mains_advisory_hz=(50.0,) if advisory else ())
+    checker = SignalQuality(FS, 8, mains_hz=50.0, config=config)
+    reports = []
+    for start in range(0, len(raw), 2):
+        reports.append((start, checker.update(raw[start : start + 2], stamps[start : start + 2])))
+    late = [r for i, r in reports if 1000 <= i < 2500]  # mains flagged, nothing else wrong
+    assert all(r.flags[2] & QualityFlag.MAINS and r.flags[7] & QualityFlag.MAINS for r in late)
+    if advisory:
+        assert all(r.ok and r.reason == "" for r in late), "mains the model never sees must not stop the hand"
+        assert all("channel 2: mains dominates" in r.advisory and "re-seat" in r.advisory for r in late)
+    else:
+        assert not any(r.ok for r in late) and all("mains dominates" in r.reason for r in late)
+        assert all(r.advisory == "" for r in late)
+    flat = [r for i, r in reports if 2520 <= i < 2600]
+    assert flat and not any(r.ok for r in flat) and all("channel 4: flat line" in r.reason for r in flat)
+
+
+def test_the_checker_mode2_run_builds_makes_mains_advisory_only_for_a_model_that_notches_it(
+    exported_model: Path,
+) -> None:
+    from runtime.model_metadata import load_model
+    from runtime.run_command import signal_quality_for
+
+    meta = load_model(exported_model).meta
+    assert signal_quality_for(meta).config.mains_advisory_hz == (50.0, 60.0)  # trained with the default notches
+    without = dataclasses.replace(meta, input_filter=None)  # a version-1 model: raw µV, no filter
+    assert signal_quality_for(without).config.mains_advisory_hz == ()
 
 
 def test_a_step_to_the_rail_on_one_channel_does_not_flip_the_detected_mains_frequency() -> None:
