@@ -97,6 +97,8 @@ def _outcome_kind(outcome: Outcome) -> str:
 
 
 class RuntimeLoop:
+    _signal_seen = False  # a row not all zero has arrived (before it, the stream has had only zero rows)
+
     def __init__(
         self,
         *,
@@ -265,8 +267,11 @@ class RuntimeLoop:
         The rule is training's (`filter_session`, firmware_bridge/emg_rows.py), so the engines' input is the
         same function of the raw stream as the windows the model was trained on: if the stream starts with
         zero rows they stay zero, and the engine's filter restarts at the first non-zero row."""
+        if self._signal_seen and np.count_nonzero(samples) == samples.size:
+            return samples  # the usual chunk: no exact zero anywhere, nothing to repair or restart
         last = self.ring.latest(1)[0][0] if self.ring.total else None
         repaired, zero = hold_over_zero_rows(samples, last)
+        self._signal_seen = self._signal_seen or not zero.all()
         self.stats.zero_rows_repaired += int(np.count_nonzero(zero))
         onset = signal_onset(zero, last)
         if onset is not None:  # the signal starts here: no window is clean until it has left the zeros

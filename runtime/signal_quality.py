@@ -63,8 +63,9 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.emg_rows import hold_over_zero_rows
+from firmware_bridge.emg_sources.units import ADC_FULL_SCALE_UV
 
-MINDROVE_RAIL_UV = 2**23 * 0.045  # ±8,388,608 counts × 0.045 µV ≈ ±377.5 mV
+MINDROVE_RAIL_UV = ADC_FULL_SCALE_UV  # ±8,388,608 counts × 0.045 µV ≈ ±377.5 mV
 PACKET_SAMPLES = 4  # MindRove WiFi: 4 samples per packet at 500 Hz
 
 
@@ -300,6 +301,8 @@ class SignalQuality:
         self._broadband = np.zeros(c)
         self._last_flags = np.zeros(c, dtype=np.int64)
         self._last_reason = ""
+        self._advisory_flags: np.ndarray | None = None
+        self._advisory = ""
 
     def update(
         self,
@@ -543,10 +546,13 @@ class SignalQuality:
             mains = np.flatnonzero(flags & int(QualityFlag.MAINS))
             if len(mains):
                 gating = flags & ~int(QualityFlag.MAINS)
-                advisory = (
-                    self._describe(QualityFlag.MAINS, int(mains[0]))
-                    + f" — the model's input filter removes it; re-seat the electrode ({len(mains)} channel(s))"
-                )
+                if not np.array_equal(flags, self._advisory_flags):  # words only when the flags change
+                    self._advisory_flags = flags
+                    self._advisory = (
+                        self._describe(QualityFlag.MAINS, int(mains[0]))
+                        + f" — the model's input filter removes it; re-seat the electrode ({len(mains)} channel(s))"
+                    )
+                advisory = self._advisory
         ok = not np.count_nonzero(gating)
         if ok:
             reason = ""

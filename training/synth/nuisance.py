@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfilt
 
+from firmware_bridge.emg_sources.units import ADC_FULL_SCALE_UV
 from training.data.emg_checks import drift_swings_mv, high_passed
 from training.synth.subjects import RecordingProfile
 
@@ -28,7 +29,7 @@ FAULT_CODES = {
     "stale_repeat": 6,
     "zero_row": 7,
 }
-ADC_RAIL_UV = 2**23 * 0.045  # the MindRove ADC's full scale: ±8,388,608 counts × 0.045 µV ≈ ±377.5 mV
+ADC_RAIL_UV = ADC_FULL_SCALE_UV  # the MindRove ADC's full scale: ±8,388,608 counts × 0.045 µV ≈ ±377.5 mV
 PACKET_SAMPLES = 4  # samples per WiFi packet at 500 Hz (a packet every 8 ms)
 
 
