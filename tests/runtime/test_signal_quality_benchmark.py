@@ -4,32 +4,17 @@ scores the checker against what the world did (its labels, its arrival times).""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from firmware_bridge.session import read_session
 from runtime.signal_quality import QualityConfig, QualityFlag
 from training.synth import simulate
 from training.synth.nuisance import FAULT_CODES
 
-
-def _load_script() -> ModuleType:
-    """benchmarks/ is a folder of scripts, not an installed package: load the script by its path."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "measure_signal_quality.py"
-    spec = importlib.util.spec_from_file_location("measure_signal_quality", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
-
-
-msq = _load_script()
+msq = load_benchmark("measure_signal_quality")
 
 
 @pytest.fixture(scope="module")

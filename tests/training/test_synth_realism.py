@@ -10,6 +10,7 @@ deterministic under the seed), never from the files themselves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -84,6 +85,11 @@ class WorldSession:
     @property
     def arrival(self) -> np.ndarray:
         return self.session.extras["import/arrival_times"]
+
+    @functools.cached_property
+    def held(self) -> np.ndarray:
+        """The raw µV with zero rows held over (as every consumer of the stream sees it), computed once."""
+        return without_zero_rows(self.session.emg_raw.astype(np.float64))
 
     def clean_rows(self, fault_margin: int = 500, bad_row_margin: int = 10) -> np.ndarray:
         """Rows at least 1 s from an injected fault and 10 rows from a stale or zero row."""
@@ -478,7 +484,7 @@ def test_emg_rms_after_a_20_hz_high_pass_is_the_profiles_on_the_typical_channel(
     world: dict[str, WorldSession], name: str
 ) -> None:
     w = world[name]
-    signal = high_passed(without_zero_rows(w.session.emg_raw.astype(np.float64)), FS)
+    signal = high_passed(w.held, FS)
     for k in range(1, 5):  # take the mains lines out (their strength breathes: a fit would leave sidebands)
         if k * w.subject.mains_hz < FS / 2:
             signal = filtfilt(*iirnotch(k * w.subject.mains_hz, 30.0, fs=FS), signal, axis=0)
@@ -489,7 +495,7 @@ def test_emg_rms_after_a_20_hz_high_pass_is_the_profiles_on_the_typical_channel(
 @pytest.mark.parametrize("name", NAMES)
 def test_drift_swings_as_the_profile_says(world: dict[str, WorldSession], name: str) -> None:
     w = world[name]
-    swings = drift_swings_mv(without_zero_rows(w.session.emg_raw.astype(np.float64)), FS)
+    swings = drift_swings_mv(w.held, FS)
     window = int(2 * FS)
     near_fault = _dilate(np.isin(w.labels, FAULTS), 500)
     clean = np.array([not near_fault[i * window : (i + 1) * window].any() for i in range(len(swings))])
@@ -504,7 +510,7 @@ def test_mains_lines_sit_at_the_subjects_mains_and_harmonics_with_the_profiles_a
     world: dict[str, WorldSession], name: str
 ) -> None:
     w = world[name]
-    signal = high_passed(without_zero_rows(w.session.emg_raw.astype(np.float64)), FS)
+    signal = high_passed(w.held, FS)
     times = w.truth - w.truth[0]  # the true sample times keep the phase across the stall
     rows = w.clean_rows()
     mains = w.subject.mains_hz
@@ -529,7 +535,7 @@ def test_the_channel_with_the_most_pickup_has_one_of_the_largest_mains_shares(wo
         pickup = w.profile.mains_uv
         if pickup.max() < 2 * np.median(pickup):
             continue  # no poorly contacting channel in this session
-        raw = without_zero_rows(w.session.emg_raw.astype(np.float64))
+        raw = w.held
         mains, shares = mains_shares(raw[: int(np.flatnonzero(np.isin(w.labels, FAULTS))[0])], FS)
         assert mains == w.subject.mains_hz
         assert shares[np.argmax(pickup)] > np.median(shares), w.name

@@ -3,34 +3,20 @@ real-layout recorder CSVs, and gets known properties right."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shlex
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import h5py
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from training.synth import simulate
 
-
-def _load_script() -> ModuleType:
-    """benchmarks/ is a folder of scripts, not an installed package: load the script by its path."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "world_vs_real.py"
-    spec = importlib.util.spec_from_file_location("world_vs_real", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
-
-
-wvr = _load_script()
+wvr = load_benchmark("world_vs_real")
 
 FS = 500.0
 ROWS = 9  # one per row of issue 11's table
