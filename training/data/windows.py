@@ -261,6 +261,11 @@ NO_LABELS = "has no camera labels (0 pose frames): it can be inspected and repla
 def check_trainable(session: Session) -> None:
     """What Mode 2 needs of a session beyond the file contract: 8 channels at 500 Hz, ≥ one 2-s window,
     EMG values of a plausible size, and camera labels."""
+    if bool(session.attrs.get("emg_plumbing_only", False)):
+        raise UserError(
+            f"{session.path}: recorded from the SDK's synthetic test board (attr emg_plumbing_only): its "
+            "signals are not EMG; the file checks the recording pipeline only and cannot be trained on"
+        )
     if not len(session.pose_timestamps):
         raise UserError(f"{session.path}: {NO_LABELS}")
     channels = session.emg_raw.shape[1]
