@@ -60,11 +60,17 @@ def similarity_align(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray
     return scale * s @ rotation.T + mu_t, scale
 
 
-def landmark_errors_mm(world_mediapipe: np.ndarray, joints_mano: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-joint distance (21,) mm (MediaPipe order) between aligned world landmarks and known MANO joints."""
+def aligned_residuals_mm(world_mediapipe: np.ndarray, joints_mano: np.ndarray) -> tuple[np.ndarray, float]:
+    """Aligned world landmarks − known joints, (21,3) mm in MediaPipe order and the known joints' (hand) frame."""
     known = np.asarray(joints_mano)[MANO_TO_MEDIAPIPE]
     aligned, scale = similarity_align(np.asarray(world_mediapipe, dtype=np.float64), known)
-    return 1000.0 * np.linalg.norm(aligned - known, axis=1), scale
+    return 1000.0 * (aligned - known), scale
+
+
+def landmark_errors_mm(world_mediapipe: np.ndarray, joints_mano: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-joint distance (21,) mm (MediaPipe order) between aligned world landmarks and known MANO joints."""
+    residuals, scale = aligned_residuals_mm(world_mediapipe, joints_mano)
+    return np.linalg.norm(residuals, axis=1), scale
 
 
 def _rotation_angle_deg(theta_a: np.ndarray, theta_b: np.ndarray) -> float:
@@ -84,11 +90,14 @@ class ViewResult:
     frames: int
     detected_by_label: dict[str, tuple[int, int]]  # gesture (or "moving") → (detected, frames)
     errors_mm: np.ndarray  # (D,21) aligned landmark error per detected frame
+    residuals_mm: np.ndarray  # (D,21,3) aligned landmark − known joint, hand frame
     scales: np.ndarray  # (D,)
     ik_joint_mm: np.ndarray  # (D,) mean over 21 joints, canonical
     ik_theta_deg: np.ndarray  # (D,)
     ik_fit_mm: np.ndarray  # (D,) the IK's own residual (ik_error)
     seconds: float
+    landmarker_ms: np.ndarray  # (frames,) wall time of each detect() call
+    ik_ms: np.ndarray  # (D,) wall time of each fit_frame() call
 
 
 def run_view(
@@ -111,23 +120,29 @@ def run_view(
     capture = cv2.VideoCapture(str(path))
     detected: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     hits: list[tuple[int, np.ndarray]] = []
+    landmarker_ms: list[float] = []
+    ik_ms: list[float] = []
     with HandTracker(model) as tracker:
         for i in tqdm(range(len(clip.joints)), desc=f"landmarker ({name})", disable=not progress, leave=False):
             ok, bgr = capture.read()
             if not ok:
                 raise RuntimeError(f"{path}: frame {i} missing on read-back")
-            observation = tracker.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), round(i * 1000 / fps))
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            tick = time.perf_counter()
+            observation = tracker.detect(rgb, round(i * 1000 / fps))
+            landmarker_ms.append(1000.0 * (time.perf_counter() - tick))
             label = clip.labels[i] if "→" not in clip.labels[i] else "moving"
             detected[label][1] += 1
             if observation is not None:
                 detected[label][0] += 1
                 hits.append((i, observation.world_landmarks))
     capture.release()
-    errors, scales = [], []
+    residuals, scales = [], []
     for i, world in hits:
-        err, scale = landmark_errors_mm(world, clip.joints[i])
-        errors.append(err)
+        residual, scale = aligned_residuals_mm(world, clip.joints[i])
+        residuals.append(residual)
         scales.append(scale)
+    residual_array = np.array(residuals).reshape(-1, 21, 3)
     ik_joint, ik_theta, ik_fit = [], [], []
     if use_ik and hits:
         from training.recording.ik import HandIK
@@ -139,7 +154,9 @@ def run_view(
             if i != previous + 1:
                 ik.reset()  # the hand was lost in between: start afresh, as the recorder would
             previous = i
+            tick = time.perf_counter()
             result = ik.fit_frame(world)
+            ik_ms.append(1000.0 * (time.perf_counter() - tick))
             ik_joint.append(1000.0 * np.linalg.norm(result.joints[0] - clip.joints[i], axis=1).mean())
             ik_theta.append(_rotation_angle_deg(result.theta[0], clip.theta[i]))
             ik_fit.append(float(result.ik_error_mm[0]))
@@ -147,12 +164,15 @@ def run_view(
         view=name,
         frames=len(clip.joints),
         detected_by_label={k: (v[0], v[1]) for k, v in detected.items()},
-        errors_mm=np.array(errors).reshape(-1, 21),
+        errors_mm=np.linalg.norm(residual_array, axis=2),
+        residuals_mm=residual_array,
         scales=np.array(scales),
         ik_joint_mm=np.array(ik_joint),
         ik_theta_deg=np.array(ik_theta),
         ik_fit_mm=np.array(ik_fit),
         seconds=time.perf_counter() - started,
+        landmarker_ms=np.array(landmarker_ms),
+        ik_ms=np.array(ik_ms),
     )
 
 
@@ -197,6 +217,37 @@ def table(results: list[ViewResult], *, seconds: float, fps: float, seed: int) -
             + " | ".join(groups)
             + f" | {overall} | {scale} | {_mm(r.ik_joint_mm)} | {theta} | {_mm(r.ik_fit_mm)} |"
         )
+    lines += [
+        "",
+        "Where MediaPipe puts each joint group relative to the known joints (mean signed aligned residual, mm, hand "
+        "frame: x towards the fingers, y out of the back of the hand, z towards the little finger):",
+        "",
+        "| view | " + " | ".join(GROUPS) + " |",
+        "|---" * (len(GROUPS) + 1) + "|",
+    ]
+    for r in results:
+        cells = []
+        for ids in GROUPS.values():
+            if len(r.residuals_mm):
+                x, y, z = r.residuals_mm[:, list(ids)].mean(axis=(0, 1))
+                cells.append(f"{x:+.0f}, {y:+.0f}, {z:+.0f}")
+            else:
+                cells.append("–")
+        lines.append(f"| {r.view} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Cost per frame on this machine (median, p90 ms; HandTracker.detect on a 640×480 frame, IK fit_frame on one "
+        "thread), measured side by side in this run:",
+        "",
+        "| view | landmarker | IK | both → frames/s |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        lm = np.median(r.landmarker_ms) if len(r.landmarker_ms) else float("nan")
+        ik = np.median(r.ik_ms) if len(r.ik_ms) else 0.0
+        lm90 = np.percentile(r.landmarker_ms, 90) if len(r.landmarker_ms) else float("nan")
+        ik90 = np.percentile(r.ik_ms, 90) if len(r.ik_ms) else 0.0
+        lines.append(f"| {r.view} | {lm:.1f} ({lm90:.1f}) | {ik:.1f} ({ik90:.1f}) | {1000.0 / (lm + ik):.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -87,6 +87,13 @@ def test_clip_round_trips_frame_count_fps_and_pictures(tmp_path: Path) -> None:
     assert np.abs(frames[0].astype(int) - drawn.astype(int)).mean() < 6.0  # only the codec's losses
 
 
+def test_a_clip_into_a_missing_folder_is_a_user_error_naming_it(tmp_path: Path) -> None:
+    from firmware_bridge.errors import UserError
+
+    with pytest.raises(UserError, match="no-such-folder"):
+        render_clip(gesture_clip(0.2, 10.0).joints, tmp_path / "no-such-folder" / "clip.mp4", size=(48, 64))
+
+
 def test_mirror_flips_the_picture_left_right() -> None:
     joints = gesture_clip(0.1, 10.0).joints[0]
     plain = render_hand(joints, size=(96, 128), rng=np.random.default_rng(2))

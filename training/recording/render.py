@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from firmware_bridge.errors import UserError
 from training.hand.angle_map import emg2pose_angles_to_mano_pose
 from training.hand.fk_numpy import forward_kinematics_np
 from training.hand.open_hand import open_hand_model
@@ -381,7 +382,9 @@ def render_clip(
     h, w = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
     if not writer.isOpened():
-        raise OSError(f"cannot write a video to {path} (OpenCV's mp4v writer did not open)")
+        raise UserError(
+            f"{path}: cannot write a video there (OpenCV's mp4v writer did not open; does the folder exist?)"
+        )
     try:
         for joints in joints_seq:
             image = render_hand(joints, size=size, view=hand_view, mirror=mirror, rng=rng)
