@@ -17,6 +17,7 @@ from runtime.model_contract import (
     WINDOW_SAMPLES,
     TensorSpec,
 )
+from training.scoring.metrics import mean_pose_verdict, skill_score
 
 
 def _delta(value: float | None) -> str:
@@ -25,6 +26,30 @@ def _delta(value: float | None) -> str:
 
 def _shape(spec: TensorSpec) -> str:
     return "(" + ", ".join("B" if d == "batch" else str(d) for d in spec.shape) + ")"
+
+
+def _skill_lines(validation: dict[str, Any]) -> list[str]:
+    """Fingertip and flexion error, the mean pose's MPJPE and the skill score (absent in models trained
+    before they were measured), and the plain sentence when the model does not beat the mean pose."""
+    lines = []
+    tips, flexion = validation.get("val_fingertip_mm"), validation.get("val_flexion_error_deg")
+    if tips is not None or flexion is not None:
+        lines.append(
+            f"- Held-out fingertip error: {'—' if tips is None else f'{tips:.2f} mm'} (mean of the 5 fingertips); "
+            f"flexion error: {'—' if flexion is None else f'{flexion:.1f}°'} (mean |Δ| of the fingers' curl)."
+        )
+    mpjpe, mean_pose = validation.get("val_mpjpe_mm"), validation.get("val_mean_pose_mpjpe_mm")
+    if mpjpe is None or mean_pose is None:
+        return [*lines, "- Skill against the mean pose: not measured (trained before it was recorded)."]
+    skill = skill_score(mpjpe, mean_pose)
+    lines.append(
+        f"- Mean pose (training-label mean) on the same frames: {mean_pose:.2f} mm → skill "
+        f"{'—' if skill is None else f'{skill:+.3f}'} (1 − MPJPE / MPJPE(mean pose); ≤ 0: no better than it)."
+    )
+    verdict = mean_pose_verdict(mpjpe, mean_pose)
+    if verdict:
+        lines.append(f"- **This model {verdict}.**")
+    return lines
 
 
 def model_card_path(onnx_path: Path) -> Path:
@@ -76,6 +101,7 @@ def render_model_card(
         f"- Held-out MPJPE (vs camera labels, at the window's last sample): "
         f"{validation.get('val_mpjpe_mm', nan):.2f} mm mean, "
         f"{validation.get('val_mpjpe_median_mm', nan):.2f} mm median.",
+        *_skill_lines(validation),
         f"- Initial-state policies measured on held-out sessions (MPJPE mm): {policies}",
         f"- Confidence: {metadata['outputs'][CONFIDENCE.name]['meaning']}.",
         "",

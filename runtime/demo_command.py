@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from firmware_bridge.errors import UserError
 from runtime.cli import _available_commands
 
 # where `mode2 demo` puts what the runtime needs (relative to --out); `mode2 dashboard --demo` looks there
@@ -105,10 +106,60 @@ def _print_outcome(out: Path) -> None:
             f"{run_1s.get('mpjpe_evaluate_windows_mm')} mm; mode2 evaluate: "
             f"{evaluated if evaluated is not None else '—'} mm (same model, session and initial-state policy)"
         )
+    for line in _skill_lines(metrics, out / MODEL):
+        print(f"  {line}")
     print(
         f"  files: sessions {out / 'sessions'}/ · checkpoints {out / 'train'}/ · evaluation {out / 'evaluation'}/ · "
         f"model {out / MODEL} (+ its streaming graphs, model.int8.onnx, model.md) · run file {out / 'run.h5'}"
     )
+
+
+def _skill_lines(metrics: dict, model: Path) -> list[str]:
+    """Mode 2 against the mean pose, in words: from `mode2 evaluate` (the held-out session) when it ran,
+    else from the model's metadata (the validation session at training time)."""
+    evaluated = metrics.get("mode2", {}).get("camera", {})
+    mean_pose = metrics.get("mean_pose", {}).get("camera", {}).get("mpjpe_mean_mm")
+    source = "mode2 evaluate on the held-out session"
+    if not isinstance(evaluated.get("mpjpe_mean_mm"), int | float) or not isinstance(mean_pose, int | float):
+        validation = _model_validation(model)
+        evaluated = {
+            "mpjpe_mean_mm": validation.get("val_mpjpe_mm"),
+            "fingertip_mean_mm": validation.get("val_fingertip_mm"),
+            "flexion_error_mean_deg": validation.get("val_flexion_error_deg"),
+        }
+        mean_pose = validation.get("val_mean_pose_mpjpe_mm")
+        source = "the model's metadata (validation session at training)"
+    mpjpe = evaluated.get("mpjpe_mean_mm")
+    if not isinstance(mpjpe, int | float) or not isinstance(mean_pose, int | float) or mean_pose <= 0:
+        return []
+    skill = 1.0 - mpjpe / mean_pose
+    tips, flexion = evaluated.get("fingertip_mean_mm"), evaluated.get("flexion_error_mean_deg")
+    lines = [
+        f"Mode 2 ({source}): MPJPE {mpjpe:.1f} mm, fingertips "
+        + ("—" if not isinstance(tips, int | float) else f"{tips:.1f} mm")
+        + ", flexion error "
+        + ("—" if not isinstance(flexion, int | float) else f"{flexion:.1f}°")
+        + f"; mean pose {mean_pose:.1f} mm; skill {skill:+.2f}"
+    ]
+    if skill <= 0:
+        lines.append(
+            f"⚠ Mode 2 does not beat the mean pose: {mpjpe:.1f} mm vs {mean_pose:.1f} mm (skill {skill:+.2f}); "
+            "train longer (--epochs) or on more data before trusting it"
+        )
+    return lines
+
+
+def _model_validation(model: Path) -> dict:
+    """The exported model's `validation` figures ({} when there is no model or it cannot be read)."""
+    if not model.is_file():
+        return {}
+    from runtime.model_metadata import read_model_metadata
+
+    try:
+        validation = read_model_metadata(model).get("validation")
+    except UserError:
+        return {}
+    return validation if isinstance(validation, dict) else {}
 
 
 def _find_mpjpe(metrics: dict) -> float | None:

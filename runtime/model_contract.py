@@ -53,6 +53,15 @@ INT8_DYNAMIC = "int8-dynamic"  # onnxruntime dynamic quantization: int8 weights,
 QUANTIZATIONS = (NO_QUANTIZATION, INT8_DYNAMIC)
 
 
+# optional figures of `validation` beside val_mpjpe_mm, with their lowest valid value
+OPTIONAL_VALIDATION: dict[str, float] = {
+    "val_fingertip_mm": 0.0,  # mean error of the 5 fingertips
+    "val_flexion_error_deg": 0.0,  # mean |Δ flexion| over the 5 fingers
+    "val_mean_pose_mpjpe_mm": 0.0,  # the training-label mean pose's MPJPE on the same frames
+    "val_skill": -math.inf,  # 1 − val_mpjpe_mm / val_mean_pose_mpjpe_mm; ≤ 0: no better than the mean pose
+}
+
+
 class ModelMetadataError(UserError, ValueError):
     """An exported model (file, graph or metadata) is missing, broken or asks for what this runtime cannot do."""
 
@@ -151,6 +160,9 @@ class ModelMetadata:
     source_checkpoint_sha256: str
     software_version: str
     parity: ParityFigures | None
+    # optional in `validation` (models exported before they existed have none): the skill score's reference
+    # and the figures beside MPJPE (training/scoring/metrics.py defines them)
+    validation_extra: Mapping[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """What a telemetry hello says about the model (docs/TELEMETRY.md); the live runtime and a replayed
@@ -352,8 +364,13 @@ class _Parser:
         calibrated = self._calibration(doc.get("confidence_calibration"))
         validation = self.obj(doc, "validation", "validation")
         val_mpjpe = None
+        validation_extra: dict[str, float] = {}
         if validation is not None:
             val_mpjpe = self.number(validation, "val_mpjpe_mm", "validation.val_mpjpe_mm", optional=True)
+            for key, low in OPTIONAL_VALIDATION.items():
+                value = self.number(validation, key, f"validation.{key}", optional=True, low=low)
+                if value is not None:
+                    validation_extra[key] = value
         if doc.get("training_data") is not None and not isinstance(doc.get("training_data"), dict):
             self.fail("training_data", f"expected an object, got {_kind(doc.get('training_data'))}")
         quantization = self.choice(doc, "quantization", "quantization", QUANTIZATIONS)
@@ -391,6 +408,7 @@ class _Parser:
             source_checkpoint_sha256=sha,
             software_version=software,
             parity=parity,
+            validation_extra=validation_extra,
         )
 
     def _outputs(self, doc: Mapping[str, Any]) -> None:

@@ -266,3 +266,43 @@ def test_device_extra_alone_runs_the_exported_model(exported: Path, small_world:
     assert shown.returncode == 0, shown.stderr[-2000:]
     hop, torch_loaded = shown.stdout.split()[1:]
     assert int(hop) > 20 and torch_loaded == "False", shown.stdout
+
+
+def test_metadata_and_model_card_carry_fingertip_flexion_and_skill_against_the_mean_pose(exported: Path) -> None:
+    validation = read_model_metadata(exported)["validation"]
+    assert validation["val_fingertip_mm"] > 0 and validation["val_flexion_error_deg"] > 0
+    mean_pose = validation["val_mean_pose_mpjpe_mm"]
+    assert mean_pose > 0
+    assert validation["val_skill"] == pytest.approx(1 - validation["val_mpjpe_mm"] / mean_pose)
+    assert load_model(exported).meta.validation_extra["val_mean_pose_mpjpe_mm"] == pytest.approx(mean_pose)
+    card = (exported.parent / "model.md").read_text()
+    assert f"Mean pose (training-label mean) on the same frames: {mean_pose:.2f} mm → skill" in card
+    assert "Held-out fingertip error:" in card
+    assert ("does not beat the mean pose" in card) == (validation["val_skill"] <= 0)
+
+
+def test_model_card_says_in_words_when_the_model_does_not_beat_the_mean_pose(exported: Path) -> None:
+    from export.model_card import render_model_card
+
+    metadata = read_model_metadata(exported)
+    graph = {"nodes": 1, "has_loop": False, "bytes": 1}
+    worse = {**metadata["validation"], "val_mpjpe_mm": 18.0, "val_mean_pose_mpjpe_mm": 16.1}
+    card = render_model_card(exported, {**metadata, "validation": worse}, graph, None)
+    assert "**This model does not beat the mean pose: 18.0 mm vs 16.1 mm (skill -0.12).**" in card
+    better = {**worse, "val_mpjpe_mm": 12.0}
+    assert "does not beat" not in render_model_card(exported, {**metadata, "validation": better}, graph, None)
+    old = {k: v for k, v in worse.items() if k in ("val_mpjpe_mm", "val_mpjpe_median_mm", "val_loss", "epoch")}
+    card = render_model_card(exported, {**metadata, "validation": old}, graph, None)
+    assert "Skill against the mean pose: not measured" in card, "a model exported before the figures existed"
+
+
+def test_the_new_validation_figures_are_optional_but_checked_when_present(exported: Path) -> None:
+    from runtime.model_contract import ModelMetadata
+
+    metadata = read_model_metadata(exported)
+    old = {k: v for k, v in metadata["validation"].items() if not k.startswith(("val_fing", "val_flex", "val_mean"))}
+    old.pop("val_skill")
+    assert ModelMetadata.parse({**metadata, "validation": old}, "old").validation_extra == {}
+    bad = {**metadata["validation"], "val_fingertip_mm": -1.0, "val_skill": "good"}
+    with pytest.raises(ModelMetadataError, match=r"validation\.val_fingertip_mm.*validation\.val_skill"):
+        ModelMetadata.parse({**metadata, "validation": bad}, "bad")

@@ -58,3 +58,13 @@ def test_deciles_and_summary() -> None:
     s = summary(POSES + 0.001, POSES)
     assert set(s["per_finger_mm"]) == {"thumb", "index", "middle", "ring", "pinky"}
     assert len(s["per_joint_mm"]) == 21 and s["per_joint_mm"]["wrist"] == pytest.approx(np.sqrt(3))
+
+
+def test_a_uniform_translation_moves_every_joint_but_no_flexion() -> None:
+    """The summary's figures beside MPJPE: a rigid shift of the whole hand is √3 mm everywhere, fingertips
+    included, and changes no finger's flexion (angles between bones ignore translation)."""
+    s = summary(POSES + 0.001, POSES, mean_pose_mpjpe_mm=2 * np.sqrt(3))
+    assert s["fingertip_mean_mm"] == pytest.approx(np.sqrt(3))
+    assert s["skill"] == pytest.approx(0.5)
+    assert s["flexion_error_mean_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert s["flexion_correlation_mean"] == pytest.approx(1.0)

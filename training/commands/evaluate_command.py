@@ -29,7 +29,15 @@ from training.models.checkpoint_meta import CheckpointMeta
 from training.models.model_io import load_model_checkpoint, save_model_checkpoint
 from training.scoring.evaluation import POLICIES, predict
 from training.scoring.figures import save_figure
-from training.scoring.metrics import ERROR_THRESHOLD_MM, auroc, by_confidence_decile, mpjpe_mm, summary
+from training.scoring.metrics import (
+    ERROR_THRESHOLD_MM,
+    FINGER_NAMES,
+    auroc,
+    by_confidence_decile,
+    mean_pose_verdict,
+    mpjpe_mm,
+    summary,
+)
 
 CAMERA = "camera labels (MediaPipe→IK, frames passing ik_error < 15 mm and confidence > 0.5)"
 TRUTH = "true motion of the synthetic hand (no camera error)"
@@ -59,6 +67,7 @@ def _model_results(
     targets: dict[str, np.ndarray],
     masks: dict[str, np.ndarray],
     checkpoint: Path,
+    mean_pose_mm: dict[str, float],
 ) -> dict[str, Any]:
     mean = torch.tensor([meta.initial_state_mean or [0.0] * 20], dtype=torch.float32)
     policy = meta.initial_state_policy or "train_mean"
@@ -76,11 +85,26 @@ def _model_results(
     }
     _check_finite_predictions(result, checkpoint)
     for truth, target in targets.items():
-        result[truth] = summary(prediction["joints"][masks[truth]], target[masks[truth]])
+        result[truth] = summary(prediction["joints"][masks[truth]], target[masks[truth]], mean_pose_mm[truth])
+        result[truth]["verdict"] = mean_pose_verdict(result[truth]["mpjpe_mean_mm"], mean_pose_mm[truth])
     ok = masks["camera"]
     theta_error = np.abs(prediction["theta"][ok] - windows.theta[:, -1].numpy()[ok])
     result["theta_mae_rad"] = float(theta_error.mean())
     result["theta_mae_deg"] = math.degrees(result["theta_mae_rad"])
+    return result
+
+
+def _mean_pose(
+    meta: CheckpointMeta, windows: Any, targets: dict[str, np.ndarray], masks: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The mean-pose baseline (the skill score's reference): the label mean θ of the model's training
+    sessions when the checkpoint stores it, else this data's own mean (optimistic)."""
+    train_theta_mean = np.asarray(meta.theta_mean or windows.theta[:, -1][windows.mask[:, -1]].mean(0))
+    mean_joints = forward_kinematics_np(meta.hand_model, train_theta_mean)[None].repeat(len(windows), 0)
+    result: dict[str, Any] = {t: summary(mean_joints[masks[t]], targets[t][masks[t]]) for t in targets}
+    for t in targets:
+        result[t]["skill"] = 0.0  # by definition
+    result["source"] = "training-label mean θ" if meta.theta_mean else "held-out label mean θ (optimistic)"
     return result
 
 
@@ -156,7 +180,6 @@ def run(args: argparse.Namespace) -> int:
     windows = build_windows(sessions, with_chain=True, input_filter=input_filter_of(meta, args.checkpoint))
     require_labelled(windows, sessions, "evaluation")
     synthetic = windows.truth_joints is not None
-    hand = meta.hand_model
     targets = {"camera": windows.joints[:, -1].numpy()}
     masks = {"camera": windows.mask[:, -1].numpy()}
     if synthetic:
@@ -167,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
         "windows": len(windows),
         "ground_truth": {"camera": CAMERA, **({"truth": TRUTH} if synthetic else {})},
     }
-    mode2 = _model_results(model, meta, windows, targets, masks, args.checkpoint)
+    # windows are in session then time order, so the flexion correlations run over time
+    results["mean_pose"] = _mean_pose(meta, windows, targets, masks)
+    mean_pose_mm = {t: results["mean_pose"][t]["mpjpe_mean_mm"] for t in targets}
+    mode2 = _model_results(model, meta, windows, targets, masks, args.checkpoint, mean_pose_mm)
     results["mode2" if meta.kind == "mode2" else "direct"] = mode2
     if direct is not None:
         direct_model, direct_meta = direct
@@ -177,15 +203,9 @@ def run(args: argparse.Namespace) -> int:
             if direct_filter == input_filter_of(meta, args.checkpoint)
             else build_windows(sessions, with_chain=True, input_filter=direct_filter)
         )
-        results["direct"] = _model_results(direct_model, direct_meta, direct_windows, targets, masks, args.direct)
-    # mean-pose baseline: the training windows' mean θ is not stored; use the label mean of the model's
-    # training sessions when available in the checkpoint, else this data's own mean (optimistic)
-    train_theta_mean = np.asarray(meta.theta_mean or windows.theta[:, -1][windows.mask[:, -1]].mean(0))
-    mean_joints = forward_kinematics_np(hand, train_theta_mean)[None].repeat(len(windows), 0)
-    results["mean_pose"] = {t: summary(mean_joints[masks[t]], targets[t][masks[t]]) for t in targets}
-    results["mean_pose"]["source"] = (
-        "training-label mean θ" if meta.theta_mean else "held-out label mean θ (optimistic)"
-    )
+        results["direct"] = _model_results(
+            direct_model, direct_meta, direct_windows, targets, masks, args.direct, mean_pose_mm
+        )
     errors = mpjpe_mm(mode2["prediction"]["joints"], targets["camera"])
     ok = masks["camera"]
     results["confidence"] = _confidence_report(
@@ -206,10 +226,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "—" if value is None or not math.isfinite(value) else format(value, spec)
+
+
 def _row(name: str, block: dict, truth: str) -> str:
     s = block[truth]
-    numbers = (s["mpjpe_mean_mm"], s["mpjpe_median_mm"], s["pa_mpjpe_mean_mm"])
-    return f"| {name} | " + " | ".join(f"{v:.2f}" for v in numbers) + f" | {s['n_frames']} |"
+    numbers = (s["mpjpe_mean_mm"], s["mpjpe_median_mm"], s["pa_mpjpe_mean_mm"], s["fingertip_mean_mm"])
+    return (
+        f"| {name} | "
+        + " | ".join(f"{v:.2f}" for v in numbers)
+        + f" | {_number(s['skill'], '+.3f')} | {_number(s['flexion_error_mean_deg'], '.1f')} | "
+        f"{_number(s['flexion_correlation_mean'], '.2f')} | {s['n_frames']} |"
+    )
+
+
+def _flexion_table(block: dict) -> list[str]:
+    flexion = block["per_finger_flexion"]
+    return [
+        "| flexion | " + " | ".join(FINGER_NAMES) + " |",
+        "|---|" + "---|" * len(FINGER_NAMES),
+        "| error (° mean abs) | " + " | ".join(_number(flexion[f]["error_deg"], ".1f") for f in FINGER_NAMES) + " |",
+        "| correlation (r) | " + " | ".join(_number(flexion[f]["correlation"], ".2f") for f in FINGER_NAMES) + " |",
+    ]
 
 
 def _report(results: dict, meta: CheckpointMeta, args: argparse.Namespace) -> str:
@@ -231,13 +270,25 @@ def _report(results: dict, meta: CheckpointMeta, args: argparse.Namespace) -> st
         lines += [
             f"## MPJPE against {description}",
             "",
-            "| model | mean (mm) | median (mm) | PA-MPJPE (mm) | frames |",
-            "|---|---|---|---|---|",
+            "| model | mean (mm) | median (mm) | PA-MPJPE (mm) | fingertips (mm) | skill | flexion error (°) "
+            "| flexion r | frames |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for key, name in (("mode2", "Mode 2"), ("direct", "direct Conv1D+LSTM"), ("mean_pose", "mean pose")):
             if key in results:
                 lines.append(_row(name, results[key], truth))
         lines.append("")
+        for key, name in (("mode2", "Mode 2"), ("direct", "direct Conv1D+LSTM")):
+            if key in results and results[key][truth]["verdict"]:
+                lines += [f"**{name} {results[key][truth]['verdict']}.**", ""]
+    lines += [
+        "Skill = 1 − MPJPE / MPJPE(mean pose): 1 is perfect, ≤ 0 is no better than always predicting the training "
+        "labels' mean pose. Fingertips: mean error of the 5 fingertips. Flexion: each finger's curl, the sum of "
+        "the angles between consecutive bones at its 3 joints (MCP, PIP, DIP; thumb CMC, MCP, IP), from the 21 "
+        "joints; error = mean |Δ| over fingers, r = Pearson correlation over time (mean over fingers; — for a "
+        "constant prediction such as the mean pose).",
+        "",
+    ]
     for key, name in (("mode2", "Mode 2"), ("direct", "direct baseline")):
         if key not in results:
             continue
@@ -254,6 +305,10 @@ def _report(results: dict, meta: CheckpointMeta, args: argparse.Namespace) -> st
             "| mm | " + " | ".join(f"{r['camera']['per_joint_mm'][j]:.1f}" for j in MANO_JOINT_NAMES[1:]) + " |",
             "",
             f"θ error vs camera labels: {r['theta_mae_rad']:.4f} rad ({r['theta_mae_deg']:.2f}°) mean absolute.",
+            "",
+            "Per-finger flexion vs camera labels:",
+            "",
+            *_flexion_table(r["camera"]),
             "",
         ]
         if r["policies_mpjpe_mm_vs_camera"]:

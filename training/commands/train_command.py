@@ -53,6 +53,7 @@ from training.models.checkpoint_meta import (
 )
 from training.models.direct_model import DirectModel
 from training.models.mode2_model import MINDROVE_RATE, Mode2Model
+from training.scoring.metrics import mean_pose_verdict, skill_score
 
 INTERRUPTED_EXIT = 130  # the shell's convention for "stopped by Ctrl-C" (128 + SIGINT)
 
@@ -349,8 +350,17 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
         _announce(args, model, data, device)
     result = train(model, data.train_windows, data.val_windows, _train_config(args, prefix, device), meta, resume)
     if rank == 0:
-        best = min(result["history"], key=lambda h: h["val"]["total"])["val"]["mpjpe_mean_mm"]
-        print(f"Training complete! Best val MPJPE: {best:.2f}mm (held-out sessions, vs camera labels)")
+        best_val = min(result["history"], key=lambda h: h["val"]["total"])["val"]
+        best, mean_pose = best_val["mpjpe_mean_mm"], result.get("mean_pose_mpjpe_mm")
+        print(
+            f"Training complete! Best val MPJPE: {best:.2f}mm, fingertips "
+            f"{best_val.get('fingertip_mean_mm', float('nan')):.2f}mm, flexion error "
+            f"{best_val.get('flexion_error_mean_deg', float('nan')):.1f}° (held-out sessions, vs camera labels)"
+        )
+        if mean_pose is not None:
+            verdict = mean_pose_verdict(best, mean_pose)
+            skill = skill_score(best, mean_pose)
+            print(f"  mean pose: {mean_pose:.2f}mm → skill {skill:+.3f}" + (f"; {verdict}" if verdict else ""))
         print(f"  best checkpoint: {result['best_path']}")
     _leave_ranks()
     return 0

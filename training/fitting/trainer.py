@@ -25,11 +25,12 @@ from tqdm import tqdm
 from firmware_bridge.atomic_write import atomic_path, write_text_atomic
 from firmware_bridge.errors import UserError
 from training.data.windows import SUPERVISED_INDICES, WindowSet
+from training.hand.fk_numpy import forward_kinematics_np
 from training.models.checkpoint_meta import CheckpointMeta, ValidationMetrics
 from training.models.model_io import save_model_checkpoint
 from training.scoring.evaluation import DEPLOYABLE, POLICIES, predict
 from training.scoring.figures import save_figure
-from training.scoring.metrics import mpjpe_mm
+from training.scoring.metrics import fingertip_errors_mm, flexion_metrics, mpjpe_mm, skill_score
 
 JOINT_UNIT = 10.0  # metres → decimetres in the joint loss
 CONFIDENCE_WEIGHT = 0.1
@@ -87,6 +88,7 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
         "total": theta + joints,  # the guide's dual loss; checkpoints are chosen on it
         "objective": theta + joints + CONFIDENCE_WEIGHT * confidence,
         "now_error_mm": now_error_mm,
+        "now_joints": out["joints"][:, -1].detach(),
         "now_ok": batch["mask"][:, -1],
     }
 
@@ -110,7 +112,7 @@ def validate(
 ) -> dict[str, float]:
     model.eval()
     sums = {"theta": 0.0, "joints": 0.0, "confidence": 0.0, "total": 0.0}
-    errors = []
+    errors, predicted = [], []
     n = 0
     for start in range(0, len(windows), batch_size):
         index = torch.arange(start, min(len(windows), start + batch_size))
@@ -118,13 +120,29 @@ def validate(
         for key in sums:
             sums[key] += float(result[key]) * len(index)
         errors.append(result["now_error_mm"][result["now_ok"]].cpu())
+        predicted.append(result["now_joints"][result["now_ok"]].cpu())
         n += len(index)
     errors_mm = torch.cat(errors).numpy()
+    ok = windows.mask[:, -1]
+    now_predicted, now_target = torch.cat(predicted).numpy(), windows.joints[:, -1][ok].numpy()
+    flexion = flexion_metrics(now_predicted, now_target)
     return {
         **{k: v / max(1, n) for k, v in sums.items()},
         "mpjpe_mean_mm": float(errors_mm.mean()),
         "mpjpe_median_mm": float(np.median(errors_mm)),
+        "fingertip_mean_mm": float(fingertip_errors_mm(now_predicted, now_target).mean()),
+        "flexion_error_mean_deg": float(np.mean([v["error_deg"] for v in flexion.values()])),
     }
+
+
+def mean_pose_mpjpe(meta: CheckpointMeta, windows: WindowSet) -> float | None:
+    """MPJPE (mm, vs the labels at "now") of always predicting the training labels' mean pose, on `windows`:
+    the skill score's reference. None when the meta has no training-label mean θ."""
+    if meta.theta_mean is None:
+        return None
+    ok = windows.mask[:, -1].numpy()
+    mean_joints = forward_kinematics_np(meta.hand_model, np.asarray(meta.theta_mean))
+    return float(mpjpe_mm(mean_joints[None], windows.joints[:, -1].numpy()[ok]).mean())
 
 
 def compare_policies(model: torch.nn.Module, windows: WindowSet, train_mean: torch.Tensor) -> dict[str, float]:
@@ -152,6 +170,7 @@ class _Fit:
     train_mean: torch.Tensor  # (1,20) the training windows' mean initial state (the deployable start)
     rank: int
     world: int
+    mean_pose_mm: float | None = None  # the mean pose's MPJPE on the validation windows (skill reference)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -238,7 +257,7 @@ def _validate_epoch(fit: _Fit, val_windows: WindowSet) -> dict[str, float]:
 def _save_epoch(fit: _Fit, meta: CheckpointMeta, val: dict[str, float]) -> None:
     """Rank 0's files after an epoch: the best checkpoint if it improved, the periodic one, resume, curves."""
     config, state = fit.config, fit.state
-    epoch_meta = meta.with_(metrics=_metrics(val, state))
+    epoch_meta = meta.with_(metrics=_metrics(val, state, fit.mean_pose_mm))
     if val["total"] < state.best_val_loss:
         state.best_val_loss = val["total"]
         save_model_checkpoint(fit.best_path, fit.model, epoch_meta)
@@ -269,6 +288,7 @@ def train(
     """Train `model` (its trainable part) and write its checkpoints; returns the run's summary (metrics.json)."""
     fit = _start(model, train_windows, config, resume)
     meta = meta.with_(initial_state_mean=tuple(fit.train_mean[0].tolist()))
+    fit.mean_pose_mm = mean_pose_mpjpe(meta, val_windows)
     while fit.state.epoch < config.epochs:
         fit.state.epoch += 1
         train_losses = _train_epoch(fit, train_windows)
@@ -288,6 +308,7 @@ def train(
         "history": fit.state.history,
         "epochs_run": fit.state.epoch,
         "best_val_loss": fit.state.best_val_loss,
+        "mean_pose_mpjpe_mm": fit.mean_pose_mm,
     }
     if fit.rank == 0:
         if not fit.best_path.exists():
@@ -310,12 +331,16 @@ def _diverged_message(config: TrainConfig, epoch: int, phase: str, windows: Wind
     )
 
 
-def _metrics(val: dict[str, float], state: TrainState) -> ValidationMetrics:
+def _metrics(val: dict[str, float], state: TrainState, mean_pose_mm: float | None) -> ValidationMetrics:
     return ValidationMetrics(
         val_mpjpe_mm=val["mpjpe_mean_mm"],
         val_mpjpe_median_mm=val["mpjpe_median_mm"],
         val_loss=val["total"],
         epoch=state.epoch,
+        val_fingertip_mm=val["fingertip_mean_mm"],
+        val_flexion_error_deg=val["flexion_error_mean_deg"],
+        val_mean_pose_mpjpe_mm=mean_pose_mm,
+        val_skill=skill_score(val["mpjpe_mean_mm"], mean_pose_mm),
     )
 
 
@@ -350,7 +375,10 @@ def _log_epoch(epoch: int, total: int, train: dict[str, float], val: dict[str, f
         f"  Val Loss:   {val['total']:.6f} (θ: {val['theta']:.6f}, joints: {val['joints']:.6f}, "
         f"confidence: {val['confidence']:.4f})"
     )
-    print(f"  Val MPJPE:  {val['mpjpe_mean_mm']:.2f}mm (median: {val['mpjpe_median_mm']:.2f}mm)")
+    print(
+        f"  Val MPJPE:  {val['mpjpe_mean_mm']:.2f}mm (median: {val['mpjpe_median_mm']:.2f}mm; fingertips "
+        f"{val['fingertip_mean_mm']:.2f}mm; flexion error {val['flexion_error_mean_deg']:.1f}°)"
+    )
     print(f"  LR:         {lr:.6f}", flush=True)
 
 

@@ -12,7 +12,8 @@ layout it has always had (so files written before this module existed load uncha
     training        table command, seed, train/val sessions, train_emg_sha256, windows, minutes, synthetic
     theta_mean, initial_state_mean                    lists of floats
     initial_state_policy, initial_state_eval_mpjpe_mm  str, {policy: mm}
-    metrics         table the best epoch's held-out figures
+    metrics         table the best epoch's held-out figures (MPJPE, and from version 3 fingertip error,
+                    flexion error, the mean pose's MPJPE on the same frames and the skill score)
     confidence_calibration  table x, y knots (+ target, n) written by `mode2 evaluate --write-calibration`
 
 Version rule: a reader loads every version from FIRST_READABLE_VERSION to META_VERSION (older layouts are
@@ -36,7 +37,9 @@ from firmware_bridge.emg_filter import FilterSpecError, InputFilter
 from training.hand.params import HandModelParams
 from training.models.checkpoint_io import CheckpointError
 
-META_VERSION = 2
+META_VERSION = 3
+# 3: metrics gained the optional val_fingertip_mm, val_flexion_error_deg, val_mean_pose_mpjpe_mm, val_skill
+# (version 2 files, without them, load unchanged)
 # version 1 models cut raw windows and detrended each one; version 2 filters the stream causally first
 # (firmware_bridge/emg_filter.py) and upsamples causally, so their weights do not fit today's model
 FIRST_READABLE_VERSION = 2
@@ -291,6 +294,11 @@ class ValidationMetrics:
     val_loss: float
     epoch: int
     ground_truth: str = "camera labels (MediaPipe→IK) of held-out sessions at the window's last sample"
+    # version 3, optional (None in older files): training/scoring/metrics.py defines them
+    val_fingertip_mm: float | None = None  # mean error of the 5 fingertips
+    val_flexion_error_deg: float | None = None  # mean |Δ flexion| over the 5 fingers (metrics.flexion_deg)
+    val_mean_pose_mpjpe_mm: float | None = None  # the training-label mean pose's MPJPE on the same frames
+    val_skill: float | None = None  # 1 − val_mpjpe_mm / val_mean_pose_mpjpe_mm (≤ 0: no better than it)
 
     @classmethod
     def read(cls, table: _Table) -> ValidationMetrics:
@@ -303,15 +311,26 @@ class ValidationMetrics:
             val_loss=table.number("val_loss") or 0.0,
             epoch=table.integer("epoch") or 0,
             ground_truth=table.text("ground_truth", cls.ground_truth) or "",
+            val_fingertip_mm=table.number("val_fingertip_mm"),
+            val_flexion_error_deg=table.number("val_flexion_error_deg"),
+            val_mean_pose_mpjpe_mm=table.number("val_mean_pose_mpjpe_mm"),
+            val_skill=table.number("val_skill"),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        optional = {
+            "val_fingertip_mm": self.val_fingertip_mm,
+            "val_flexion_error_deg": self.val_flexion_error_deg,
+            "val_mean_pose_mpjpe_mm": self.val_mean_pose_mpjpe_mm,
+            "val_skill": self.val_skill,
+        }
         return {
             "val_mpjpe_mm": self.val_mpjpe_mm,
             "val_mpjpe_median_mm": self.val_mpjpe_median_mm,
             "val_loss": self.val_loss,
             "epoch": self.epoch,
             "ground_truth": self.ground_truth,
+            **{k: v for k, v in optional.items() if v is not None},
         }
 
 
