@@ -89,7 +89,7 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     if path.is_dir():
         raise CheckpointError(f"--checkpoint {path}: is a folder, expected a checkpoint file")
     try:
-        return load_model_checkpoint(path)
+        model, meta = load_model_checkpoint(path)
     except UserError:
         raise
     except KeyError as error:
@@ -97,6 +97,9 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
         detail = " ".join(str(error).split())[:200]
         raise CheckpointError(f"{path}: inconsistent Mode 2 checkpoint ({type(error).__name__}: {detail})") from error
+    if getattr(model, "arch", None) == "mode1":
+        raise UserError(f"--checkpoint {path}: a Mode 1 checkpoint; Mode 1 is a diagnostic, export Mode 2")
+    return model, meta
 
 
 def check_draft(metadata: dict[str, Any], checkpoint: Path) -> ModelMetadata:

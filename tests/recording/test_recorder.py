@@ -13,6 +13,7 @@ import pytest
 
 from firmware_bridge.emg_sources.base import StreamEvent
 from firmware_bridge.errors import UserError
+from training.recording.display_filter import DisplayFilter
 from training.recording.phases import (
     HOLD_GESTURES,
     gesture_instruction,
@@ -20,7 +21,7 @@ from training.recording.phases import (
     phase_at,
     protocol,
 )
-from training.recording.recorder import DisplayFilter, _flag_names
+from training.recording.recorder import _flag_names
 from training.synth.motion import PHASES
 from training.synth.world import filter_like_recorder
 

@@ -168,6 +168,8 @@ def _check_finite_predictions(result: dict, checkpoint: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.out, what="--out")
     model, meta = load_model_checkpoint(args.checkpoint)
+    if getattr(model, "arch", None) == "mode1":
+        print(f"note: {args.checkpoint} is Mode 1 (the guide's diagnostic: fixed angle map); reported as Mode 2")
     direct = load_model_checkpoint(args.direct) if args.direct else None
     sessions = load_sessions(args.data)
     overlap = _training_overlap(sessions, meta, args.checkpoint)

@@ -52,16 +52,22 @@ from training.models.checkpoint_meta import (
     TrainingRecord,
 )
 from training.models.direct_model import DirectModel
-from training.models.mode2_model import MINDROVE_RATE, Mode2Model
+from training.models.mode2_model import MINDROVE_RATE, Mode1Model, Mode2Model
 from training.scoring.metrics import mean_pose_verdict, skill_score
 
 INTERRUPTED_EXIT = 130  # the shell's convention for "stopped by Ctrl-C" (128 + SIGINT)
+PREFIXES = {"mode2": "transfer_mode2", "mode1": "transfer_mode1", "direct": "direct"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, help="session .h5 files or globs ('D/*.h5')")
     parser.add_argument("--out", type=Path, default=Path("checkpoints"), help="output folder (default checkpoints/)")
-    parser.add_argument("--arch", choices=["mode2", "direct"], default="mode2")
+    parser.add_argument(
+        "--arch",
+        choices=["mode2", "mode1", "direct"],
+        default="mode2",
+        help="mode1: the guide's diagnostic (adapter only, fixed angle map; cannot be exported)",
+    )
     parser.add_argument("--epochs", type=positive_int, default=100)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=bounded_float(0.0, 10.0, low_inclusive=False), default=1e-3)
@@ -188,7 +194,7 @@ def _interrupted_hint(out: Path, prefix: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    prefix = "transfer_mode2" if args.arch == "mode2" else "direct"
+    prefix = PREFIXES[args.arch]
     try:
         return _run(args, prefix)
     except KeyboardInterrupt:
@@ -250,14 +256,20 @@ class _Built:
     backbone: BackboneRecord | None = None
 
 
-def _build_model(args: argparse.Namespace, hand: HandModelParams) -> _Built:
-    if args.arch != "mode2":
-        return _Built(DirectModel(hand), ModelConfig(adapter_init=args.adapter_init))
-    backbone, info = load_backbone(args.backbone)
+def build_arch(arch: str, hand: HandModelParams, backbone_path: Path | None, adapter_init: str) -> _Built:
+    """The untrained model of `arch` ("mode2", "mode1" or "direct") around the given (or shipped) backbone."""
+    if arch == "direct":
+        return _Built(DirectModel(hand), ModelConfig(adapter_init=adapter_init))
+    backbone, info = load_backbone(backbone_path)
     scale = float(info.provenance.get("input_rms", 1.0))
-    model = Mode2Model(backbone, hand, adapter_init=args.adapter_init, backbone_input_scale=scale)
+    model_class = Mode1Model if arch == "mode1" else Mode2Model
+    model = model_class(backbone, hand, adapter_init=adapter_init, backbone_input_scale=scale)
     record = BackboneRecord(kind=info.kind, path=info.path, sha256=info.sha256, config=info.config.to_dict())
-    return _Built(model, ModelConfig(adapter_init=args.adapter_init, backbone_input_scale=scale), record)
+    return _Built(model, ModelConfig(adapter_init=adapter_init, backbone_input_scale=scale), record)
+
+
+def _build_model(args: argparse.Namespace, hand: HandModelParams) -> _Built:
+    return build_arch(args.arch, hand, args.backbone, args.adapter_init)
 
 
 def input_filter_from_args(args: argparse.Namespace) -> InputFilter:

@@ -157,6 +157,7 @@ class ConfidenceHead(nn.Module):
 
 class Mode2Model(nn.Module):
     kind = "mode2"
+    arch = "mode2"
 
     def __init__(
         self,
@@ -199,7 +200,7 @@ class Mode2Model(nn.Module):
         theta = self.converter(picked)
         b, s = theta.shape[:2]
         joints = self.hand(theta.reshape(b * s, 45)).reshape(b, s, 21, 3)
-        log_error, confidence = self.confidence_head(torch.cat([last_features, picked[:, -1], level], dim=1))
+        log_error, confidence = self.confidence_head(self._confidence_input(last_features, picked[:, -1], level))
         return {
             "theta": theta,
             "joints": joints,
@@ -214,7 +215,7 @@ class Mode2Model(nn.Module):
         now = angles[:, :, -1]
         theta = self.converter(now)
         joints = self.hand(theta)
-        _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
+        _, confidence = self.confidence_head(self._confidence_input(last_features, now, level))
         return Mode2Output(theta, joints, now, confidence)
 
     def forward_with_feedback(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -222,8 +223,51 @@ class Mode2Model(nn.Module):
         angles, last_features, level = self._run(emg, initial_pose)
         now = angles[:, :, -1]
         theta = self.converter(now)
-        _, confidence = self.confidence_head(torch.cat([last_features, now, level], dim=1))
+        _, confidence = self.confidence_head(self._confidence_input(last_features, now, level))
         return theta, self.hand(theta), now, confidence, angles[:, :, FEEDBACK_INDEX]
+
+    def _confidence_input(self, features: torch.Tensor, angles: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return torch.cat([features, angles, level], dim=1)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+
+class FixedAngleMap(nn.Module):
+    """emg2pose angles (…,20) → MANO θ (…,45) by the geometric axis map of training/hand/angle_map.py, as a
+    buffer: no trainable parameter, so nothing can learn to correct the backbone's angles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("angles_to_pose", torch.as_tensor(ANGLES_TO_POSE, dtype=torch.float32))
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        return angles @ self.angles_to_pose
+
+
+class Mode1Model(Mode2Model):
+    """The seed guide's troubleshooting variant ("data or architecture?"): only the ChannelAdapter trains;
+    the frozen backbone's angles reach the hand through the fixed geometric map. The confidence head is
+    frozen at its initial values and its input detached, so no loss but the pose loss reaches the adapter
+    (Mode 1 reports no meaningful confidence). Its checkpoints carry kind "mode2" (the checkpoint format's
+    kinds) and are told apart by the `converter.angles_to_pose` weight (training/models/model_io.py)."""
+
+    arch = "mode1"
+
+    def __init__(
+        self,
+        backbone: VEMG2Pose,
+        hand: HandModelParams,
+        *,
+        adapter_init: str = "geometry",
+        backbone_input_scale: float = 1.0,
+    ) -> None:
+        super().__init__(backbone, hand, adapter_init=adapter_init, backbone_input_scale=backbone_input_scale)
+        self.converter = FixedAngleMap()
+        self.confidence_head.requires_grad_(False)
+
+    def _confidence_input(self, features: torch.Tensor, angles: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return super()._confidence_input(features, angles, level).detach()
+
+
+MODE1_MARKER = "converter.angles_to_pose"  # a state_dict key only Mode 1 has

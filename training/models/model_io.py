@@ -19,7 +19,7 @@ from training.models.backbone import BackboneConfig, VEMG2Pose
 from training.models.checkpoint_io import CheckpointError, read_checkpoint_safely
 from training.models.checkpoint_meta import CheckpointMeta, hand_from_dict, hand_to_dict
 from training.models.direct_model import DirectModel
-from training.models.mode2_model import Mode2Model
+from training.models.mode2_model import MODE1_MARKER, Mode1Model, Mode2Model
 
 __all__ = [
     "CheckpointMeta",
@@ -31,11 +31,12 @@ __all__ = [
 ]
 
 
-def build_model(meta: CheckpointMeta) -> nn.Module:
+def build_model(meta: CheckpointMeta, *, mode1: bool = False) -> nn.Module:
+    """The model `meta` describes; `mode1`: a Mode 2 checkpoint whose weights are Mode 1's (fixed angle map)."""
     if meta.kind == "mode2":
         assert meta.backbone is not None  # CheckpointMeta requires it for mode2
         backbone = VEMG2Pose(BackboneConfig(**meta.backbone.config))
-        return Mode2Model(
+        return (Mode1Model if mode1 else Mode2Model)(
             backbone,
             meta.hand_model,
             adapter_init=meta.config.adapter_init,
@@ -61,7 +62,7 @@ def _finite(tensor: torch.Tensor) -> bool:
 
 
 def load_model_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
-    """Rebuild a Mode 2 or direct model (eval mode) and return it with its metadata (all but the weights)."""
+    """Rebuild a Mode 2, Mode 1 or direct model (eval mode) and return it with its metadata (all but the weights)."""
     content = read_checkpoint_safely(path)
     kind = content.get("kind")
     if kind not in ("mode2", "direct"):
@@ -82,7 +83,7 @@ def load_model_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
             "wrote it diverged; use an earlier checkpoint or retrain"
         )
     try:
-        model = build_model(meta)
+        model = build_model(meta, mode1=MODE1_MARKER in state)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: incomplete or inconsistent model description (checkpoint meta keys 'hand_model', "

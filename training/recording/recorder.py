@@ -32,7 +32,6 @@ screen; `mode2 train` refuses such files.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import threading
@@ -43,13 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
 
-from firmware_bridge.emg_filter import RESET_GAP_SAMPLES
-from firmware_bridge.emg_rows import hold_over_zero_rows
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import SessionWriter
 from training.recording.clock import EmgClock, FileClock
+from training.recording.display_filter import DisplayFilter
 from training.recording.phases import gesture_instruction, gesture_schedule, phase_at, phase_start, protocol
 from tui.record_state import GuidanceSnapshot, PhaseInfo
 
@@ -89,41 +86,6 @@ class RecordConfig:
     mains_hz: float = 50.0
     connect_timeout_s: float = 5.0
     loop_video: bool = True  # a video-file camera starts again at its end (False: its end ends the recording)
-
-
-class DisplayFilter:
-    """The recorder's display filter, chunk by chunk: `training.synth.world.filter_like_recorder` (4th-order
-    Butterworth high-pass at 20 Hz + a Q-30 notch at the mains frequency, started in the steady state of
-    its first row), all-zero rows held over, restarted after a gap of more than `RESET_GAP_SAMPLES`."""
-
-    def __init__(self, rate_hz: float, mains_hz: float) -> None:
-        self.sos = np.concatenate(
-            [butter(4, 20.0, btype="high", fs=rate_hz, output="sos"), tf2sos(*iirnotch(mains_hz, 30.0, fs=rate_hz))]
-        )
-        self.description = f"causal Butterworth high-pass order 4 at 20 Hz + notch {mains_hz:g} Hz (Q 30)"
-        self._zi_unit = sosfilt_zi(self.sos)[:, :, None]
-        self._zi: np.ndarray | None = None
-        self._last: np.ndarray | None = None
-
-    def __call__(self, raw: np.ndarray, events: Any = ()) -> np.ndarray:
-        x, _ = hold_over_zero_rows(np.asarray(raw, dtype=np.float64), self._last)
-        if not len(x):
-            return x.astype(np.float32)
-        restarts = sorted(
-            {
-                min(max(int(e.index), 0), len(x))
-                for e in events
-                if e.kind == "backlog" or (e.kind == "gap" and int(e.samples) > RESET_GAP_SAMPLES)
-            }
-        )
-        out = np.empty_like(x)
-        bounds = [0, *[r for r in restarts if 0 < r < len(x)], len(x)]
-        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-            if self._zi is None or (i > 0) or (a == 0 and 0 in restarts):
-                self._zi = self._zi_unit * x[a][None, None, :]
-            out[a:b], self._zi = sosfilt(self.sos, x[a:b], axis=0, zi=self._zi)
-        self._last = x[-1].copy()
-        return out.astype(np.float32)
 
 
 @dataclass

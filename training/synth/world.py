@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, tf2sos
+from scipy.signal import butter, sosfilt, sosfilt_zi
 from tqdm import tqdm
 
 from firmware_bridge.atomic_write import atomic_path
@@ -28,6 +28,7 @@ from firmware_bridge.session import SessionWriter
 from training.data.emg2pose_format import write_emg2pose_file
 from training.data.emg_checks import without_zero_rows
 from training.hand.open_hand import open_hand_model
+from training.recording.display_filter import display_filter_sos
 from training.synth.arrival import arrival_times
 from training.synth.camera import CameraLabels, observe
 from training.synth.emg import FS_SOURCE, MotorUnitPool
@@ -93,7 +94,7 @@ def synthesise_streams(
 
 def filter_like_recorder(raw: np.ndarray, fs: float, mains_hz: float) -> np.ndarray:
     """The recorder's causal display filter: 20 Hz high-pass + mains notch, started at steady state."""
-    sos = np.concatenate([butter(4, 20.0, btype="high", fs=fs, output="sos"), tf2sos(*iirnotch(mains_hz, 30.0, fs=fs))])
+    sos = display_filter_sos(fs, mains_hz)
     zi = sosfilt_zi(sos)[:, :, None] * raw[:1][None, :, :]
     filtered, _ = sosfilt(sos, raw, axis=0, zi=zi)
     return filtered

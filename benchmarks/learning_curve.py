@@ -1,0 +1,408 @@
+"""Calibration-time learning curves (issue 15): held-out MPJPE vs minutes of a new subject's data, per model.
+
+For each subject of a world (new to the stand-in backbone, which was pretrained on other synthetic subjects),
+train each of --arches (mode2, mode1 = the guide's diagnostic with the fixed angle map, direct = the
+Conv1D+LSTM baseline) on the first k minutes of that subject's sessions except the held-out one, for every
+--seeds, and evaluate on the held-out session: MPJPE, fingertip error, skill vs the mean pose of the
+training labels used, flexion error. Prints a table (mean ± standard deviation over subjects × seeds),
+writes learning_curve.json and learning_curve.png, and prints the answer line.
+
+    .venv/bin/python benchmarks/learning_curve.py --data 'W/s*_r0?.h5' --out OUT \\
+        --minutes 1 2 5 10 20 --seeds 1 2 3 --epochs 20
+
+Windows never straddle sessions (they are cut per session) and the held-out session is never trained on nor
+used to pick weights: there is **no model selection** — the weights after the last epoch are evaluated (the
+trainer's per-epoch validation runs on the last training windows only for its log). The initial state
+is the training windows' mean (the deployable `train_mean` policy). The "first k minutes" are the sessions in
+name order, a window counting when it ends within k minutes of recording; k beyond what the subject has is
+capped, and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from firmware_bridge.emg_filter import DEFAULT_HIGHPASS_HZ, InputFilter
+from firmware_bridge.errors import UserError
+from firmware_bridge.session import Session
+from training.commands.train_command import PREFIXES, build_arch
+from training.data.windows import (
+    DEFAULT_NOTCH_HZ,
+    WindowSet,
+    build_windows,
+    channel_std,
+    load_sessions,
+)
+from training.fitting.trainer import TrainConfig, train
+from training.hand.fk_numpy import forward_kinematics_np
+from training.hand.open_hand import open_hand_model
+from training.models.checkpoint_meta import CheckpointMeta, Normalisation
+from training.models.mode2_model import MINDROVE_RATE, WINDOW
+from training.scoring.evaluation import predict
+from training.scoring.metrics import mpjpe_mm, summary
+
+ARCHES = ("mode2", "mode1", "direct")
+DEFAULT_EPOCHS = 20  # one full cosine cycle (the trainer's T_0 = 20): the last epoch ends at the lowest LR
+WINDOW_SECONDS = WINDOW / MINDROVE_RATE
+VAL_FRACTION = 0.1  # the trainer's per-epoch log runs on this last part of the training windows
+METRICS = ("mpjpe_mean_mm", "fingertip_mean_mm", "skill", "flexion_error_mean_deg")
+
+
+@dataclass
+class SubjectData:
+    """One subject's training sessions (in order, windowed) and held-out session."""
+
+    subject: str
+    train_sessions: list[Session]
+    heldout: Session
+    train_windows: WindowSet
+    heldout_windows: WindowSet
+    available_minutes: float
+
+
+@dataclass
+class Run:
+    subject: str
+    arch: str
+    seed: int
+    minutes_asked: float
+    minutes_used: float
+    capped: bool
+    train_files: list[str]
+    heldout_file: str
+    train_windows: int
+    heldout_frames: int
+    mean_pose_mpjpe_mm: float
+    seconds: float
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", nargs="+", required=True, help="session .h5 files or globs of the world")
+    parser.add_argument("--out", type=Path, required=True, help="folder for learning_curve.json/.png")
+    parser.add_argument("--subjects", nargs="*", default=None, help="subject ids (default: every subject)")
+    parser.add_argument("--arches", nargs="+", choices=ARCHES, default=list(ARCHES))
+    parser.add_argument("--minutes", nargs="+", type=float, default=[1.0, 2.0, 5.0, 10.0, 20.0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"every run (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--heldout-session", default=None, help="session id held out per subject, e.g. r05 (default: its last)"
+    )
+    parser.add_argument("--backbone", type=Path, default=None, help="default: the shipped stand-in")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per job (0 = default)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    args = parser.parse_args(argv)
+    if any(m <= 0 for m in args.minutes) or args.epochs < 1 or args.jobs < 1:
+        parser.error("--minutes must be > 0, --epochs and --jobs ≥ 1")
+    return args
+
+
+INPUT_FILTER = InputFilter.design(MINDROVE_RATE, DEFAULT_HIGHPASS_HZ, notch_hz=tuple(DEFAULT_NOTCH_HZ))
+
+
+def subject_data(sessions: list[Session], subject: str, heldout_id: str | None) -> SubjectData:
+    mine = sorted((s for s in sessions if s.subject_id == subject), key=lambda s: s.key)
+    if heldout_id is None:
+        heldout = mine[-1]
+    else:
+        named = [s for s in mine if s.session_id == heldout_id]
+        if not named:
+            raise UserError(f"--heldout-session {heldout_id}: subject {subject} has {[s.session_id for s in mine]}")
+        heldout = named[0]
+    train_sessions = [s for s in mine if s is not heldout]
+    if not train_sessions:
+        raise UserError(f"subject {subject}: only the held-out session {heldout.key}, nothing to train on")
+    return SubjectData(
+        subject,
+        train_sessions,
+        heldout,
+        build_windows(train_sessions, input_filter=INPUT_FILTER),
+        build_windows([heldout], input_filter=INPUT_FILTER),
+        sum(s.duration for s in train_sessions) / 60.0,
+    )
+
+
+def first_minutes(data: SubjectData, minutes: float) -> tuple[np.ndarray, float]:
+    """Indices of the training windows that end within the first `minutes` of recording (sessions in
+    order), and the minutes actually used (capped at what the subject has)."""
+    used = min(minutes, data.available_minutes)
+    offsets, total = {}, 0.0  # seconds of recording before each session's first sample (timestamps are absolute)
+    for session in data.train_sessions:
+        offsets[session.key] = total - float(session.emg_timestamps[0])
+        total += session.duration
+    keys = data.train_windows.keys
+    origin = np.array([offsets[keys[int(s)]] for s in data.train_windows.session])
+    ends = origin + data.train_windows.start_time.numpy() + WINDOW_SECONDS
+    return np.flatnonzero(ends <= 60.0 * used + 1e-6), used
+
+
+def subset(windows: WindowSet, index: np.ndarray) -> WindowSet:
+    """The windows at `index` (no chain: only the `feedback` policy needs it, which this tool does not use)."""
+    i = torch.as_tensor(index, dtype=torch.long)
+    return WindowSet(
+        emg=windows.emg[i],
+        theta=windows.theta[i],
+        joints=windows.joints[i],
+        mask=windows.mask[i],
+        initial=windows.initial[i],
+        session=windows.session[i],
+        start_time=windows.start_time[i],
+        keys=windows.keys,
+        truth_joints=None if windows.truth_joints is None else windows.truth_joints[i],
+        truth_angles_initial=None if windows.truth_angles_initial is None else windows.truth_angles_initial[i],
+    )
+
+
+def _mean_theta(windows: WindowSet) -> np.ndarray:
+    ok = windows.mask[:, -1]
+    return windows.theta[:, -1][ok].mean(dim=0).numpy()
+
+
+def run_one(data: SubjectData, arch: str, seed: int, minutes: float, args: argparse.Namespace) -> Run:
+    started = time.monotonic()
+    index, used = first_minutes(data, minutes)
+    if len(index) < 2:
+        raise UserError(f"subject {data.subject}: {minutes} min gives {len(index)} training windows")
+    train_windows = subset(data.train_windows, index)
+    n_val = max(1, round(VAL_FRACTION * len(index)))
+    log_windows = subset(data.train_windows, index[-n_val:])  # training data: logging only, no selection
+    hand = open_hand_model()
+    torch.manual_seed(seed)
+    built = build_arch(arch, hand, args.backbone, "geometry")
+    model = built.model
+    model.preprocess.std.copy_(channel_std(train_windows))
+    theta_mean = _mean_theta(train_windows)
+    meta = CheckpointMeta(
+        kind=model.kind,
+        hand_model=hand,
+        config=built.config,
+        backbone=built.backbone,
+        normalisation=Normalisation(std=tuple(model.preprocess.std.tolist()), input_filter=INPUT_FILTER.to_dict()),
+        theta_mean=tuple(theta_mean.tolist()),
+    )
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        config = TrainConfig(
+            out=Path(tmp),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=seed,
+            checkpoint_every=0,
+            initial_state="train_mean",
+            prefix=PREFIXES[arch],
+            progress=False,
+        )
+        train(model, train_windows, log_windows, config, meta)
+    # `model` holds the last epoch's weights (no selection)
+    heldout = data.heldout_windows
+    ok = heldout.mask[:, -1].numpy()
+    target = heldout.joints[:, -1].numpy()[ok]
+    train_mean = train_windows.initial.mean(dim=0, keepdim=True)
+    predicted = predict(model, heldout, "train_mean", train_mean)["joints"][ok]
+    mean_pose = forward_kinematics_np(hand, theta_mean)
+    mean_pose_mm = float(mpjpe_mm(mean_pose[None], target).mean())
+    scores = summary(predicted, target, mean_pose_mm)
+    used_keys = sorted({train_windows.keys[int(s)] for s in train_windows.session})
+    return Run(
+        subject=data.subject,
+        arch=arch,
+        seed=seed,
+        minutes_asked=minutes,
+        minutes_used=used,
+        capped=minutes > data.available_minutes,
+        train_files=[str(s.path) for s in data.train_sessions if s.key in used_keys],
+        heldout_file=str(data.heldout.path),
+        train_windows=len(train_windows),
+        heldout_frames=int(ok.sum()),
+        mean_pose_mpjpe_mm=mean_pose_mm,
+        seconds=time.monotonic() - started,
+        metrics={k: scores[k] for k in METRICS},  # type: ignore[misc]
+    )
+
+
+_JOB: dict[str, Any] = {}  # what forked workers inherit: the subjects' data and the arguments
+
+
+def _job(task: tuple[str, str, int, float]) -> Run:
+    subject, arch, seed, minutes = task
+    if _JOB["args"].threads:
+        torch.set_num_threads(_JOB["args"].threads)
+    return run_one(_JOB["data"][subject], arch, seed, minutes, _JOB["args"])
+
+
+def tasks_of(data: dict[str, SubjectData], args: argparse.Namespace) -> tuple[list[tuple], list[str]]:
+    """Every (subject, arch, seed, minutes) to run — one per distinct capped amount — and the capping notes."""
+    tasks, notes = [], []
+    for subject, d in data.items():
+        seen: set[float] = set()
+        for minutes in sorted(args.minutes):
+            used = min(minutes, d.available_minutes)
+            if minutes > d.available_minutes:
+                notes.append(
+                    f"{subject}: {minutes:g} min asked, {d.available_minutes:.2f} min of training data "
+                    f"(sessions {', '.join(s.session_id for s in d.train_sessions)}): capped"
+                )
+            if round(used, 6) in seen:
+                continue
+            seen.add(round(used, 6))
+            tasks += [(subject, arch, seed, minutes) for arch in args.arches for seed in args.seeds]
+    return tasks, notes
+
+
+def aggregate(runs: list[Run]) -> list[dict[str, Any]]:
+    """Per arch × minutes used: mean and standard deviation over subjects × seeds of every metric."""
+    rows = []
+    for arch in dict.fromkeys(r.arch for r in runs):
+        for used in sorted({round(r.minutes_used, 6) for r in runs if r.arch == arch}):
+            group = [r for r in runs if r.arch == arch and round(r.minutes_used, 6) == used]
+            row: dict[str, Any] = {"arch": arch, "minutes": used, "n": len(group)}
+            for key in (*METRICS, "mean_pose_mpjpe_mm"):
+                values = [r.mean_pose_mpjpe_mm if key == "mean_pose_mpjpe_mm" else r.metrics[key] for r in group]
+                finite = np.array([v for v in values if v is not None], dtype=float)
+                row[key] = float(finite.mean()) if len(finite) else None
+                row[key + "_std"] = float(finite.std()) if len(finite) else None
+            rows.append(row)
+    return rows
+
+
+def answer(rows: list[dict[str, Any]]) -> str:
+    """'below N minutes Mode 2 beats direct by X mm', or that it does not, from the mean MPJPE per amount."""
+    by = {(r["arch"], r["minutes"]): r["mpjpe_mean_mm"] for r in rows}
+    amounts = sorted({m for a, m in by if a == "mode2"} & {m for a, m in by if a == "direct"})
+    if not amounts:
+        return "no answer: the curve needs both --arches mode2 and direct"
+    margins = [(m, by[("direct", m)] - by[("mode2", m)]) for m in amounts]
+    if all(margin <= 0 for _, margin in margins):
+        return "Mode 2 does not beat direct at any amount of data measured"
+    leading = []
+    for m, margin in margins:
+        if margin <= 0:
+            break
+        leading.append((m, margin))
+    if not leading:
+        wins = ", ".join(f"{m:g} min by {margin:.2f} mm" for m, margin in margins if margin > 0)
+        return f"Mode 2 does not beat direct at the smallest amount; it beats it at {wins}"
+    text = " to ".join(dict.fromkeys(f"{margin:.2f}" for _, margin in (leading[0], leading[-1])))
+    if len(leading) == len(margins):
+        return f"Mode 2 beats direct at every amount measured (up to {amounts[-1]:.3g} minutes) by {text} mm"
+    return f"below {margins[len(leading)][0]:.3g} minutes Mode 2 beats direct by {text} mm"
+
+
+NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (fixed map)", "direct": "direct Conv1D+LSTM"}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def cell(row: dict[str, Any], key: str, digits: int) -> str:
+        if row[key] is None:
+            return "—"
+        return f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"
+
+    lines = [
+        "| model | minutes | runs | MPJPE (mm) | fingertips (mm) | skill | flexion error (°) | mean pose (mm) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {NAMES[r['arch']]} | {r['minutes']:.3g} | {r['n']} | {cell(r, 'mpjpe_mean_mm', 2)} | "
+            f"{cell(r, 'fingertip_mean_mm', 2)} | {cell(r, 'skill', 3)} | {cell(r, 'flexion_error_mean_deg', 1)} | "
+            f"{cell(r, 'mean_pose_mpjpe_mm', 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path, epochs: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        x = np.array([r["minutes"] for r in mine])
+        y = np.array([r["mpjpe_mean_mm"] for r in mine])
+        s = np.array([r["mpjpe_mean_mm_std"] for r in mine])
+        (line,) = ax.plot(x, y, "o-", label=NAMES[arch])
+        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2)
+    amounts = sorted({r["minutes"] for r in rows})
+    level = [np.mean([r["mean_pose_mpjpe_mm"] for r in rows if r["minutes"] == m]) for m in amounts]
+    ax.plot(amounts, level, "k--", label="mean pose of the training data")
+    ax.set_xscale("log")
+    ax.set_xticks(amounts, [f"{m:.3g}" for m in amounts])
+    ax.minorticks_off()
+    ax.set_xlabel("minutes of the new subject's data")
+    ax.set_ylabel("held-out MPJPE (mm, vs camera labels)")
+    ax.set_title(f"calibration-time learning curve ({epochs} epochs; band: ± 1 sd over subjects × seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sessions = load_sessions(args.data, quiet=True)
+    subjects = args.subjects or sorted({s.subject_id for s in sessions})
+    data = {subject: subject_data(sessions, subject, args.heldout_session) for subject in subjects}
+    tasks, notes = tasks_of(data, args)
+    print(
+        f"{len(subjects)} subjects, arches {' '.join(args.arches)}, seeds {' '.join(map(str, args.seeds))}, "
+        f"{args.epochs} epochs per run (the same for every amount), batch {args.batch_size}; no model selection "
+        "(last epoch's weights); held out: " + ", ".join(d.heldout.key for d in data.values())
+    )
+    for note in notes:
+        print(f"note: {note}")
+    _JOB.update(data=data, args=args)
+    if args.jobs > 1:
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            runs = list(tqdm(pool.imap(_job, tasks), total=len(tasks), desc="runs"))
+    else:
+        runs = [_job(task) for task in tqdm(tasks, desc="runs")]
+    rows = aggregate(runs)
+    verdict = answer(rows)
+    print(table(rows))
+    print(verdict)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "model_selection": "none: the last epoch's weights are evaluated",
+        "notes": notes,
+        "rows": rows,
+        "answer": verdict,
+        "runs": [asdict(r) for r in runs],
+        "cpu_seconds_total": sum(r.seconds for r in runs),
+    }
+    (args.out / "learning_curve.json").write_text(json.dumps(result, indent=1))
+    plot(rows, args.out / "learning_curve.png", args.epochs)
+    print(f"wrote {args.out / 'learning_curve.json'} and {args.out / 'learning_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(f"learning_curve: error: {error}", file=sys.stderr)
+        sys.exit(2)

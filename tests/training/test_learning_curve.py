@@ -1,0 +1,99 @@
+"""benchmarks/learning_curve.py on a tiny setting: table, JSON, plot, capping, and a clean held-out session."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.benchmark_scripts import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def curve(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("curve")
+    module = load_benchmark("learning_curve")
+    # r01 + r02 give ~1 minute of training data: 0.5 fits, 5 is capped
+    argv = ["--data", str(small_world / "s01_r0?.h5"), "--out", str(out), "--minutes", "0.5", "5"]
+    argv += [
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--arches",
+        "mode1",
+        "direct",
+        "--heldout-session",
+        "r03",
+        "--threads",
+        "1",
+    ]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert module.main(argv) == 0
+    return out, buffer.getvalue()
+
+
+def test_learning_curve_prints_a_row_per_arch_and_amount_and_an_answer(curve: tuple[Path, str]) -> None:
+    _, printed = curve
+    rows = [line for line in printed.splitlines() if line.startswith("| Mode 1") or line.startswith("| direct")]
+    assert len(rows) == 4, printed
+    assert any(line.startswith("| Mode 1 (fixed map) | 0.5 |") for line in rows)
+    assert "no answer: the curve needs both --arches mode2 and direct" in printed
+
+
+def test_minutes_beyond_the_data_are_capped_and_said(curve: tuple[Path, str]) -> None:
+    out, printed = curve
+    assert "s01: 5 min asked" in printed and "capped" in printed
+    result = json.loads((out / "learning_curve.json").read_text())
+    capped = [r for r in result["runs"] if r["capped"]]
+    assert capped and all(r["minutes_asked"] == 5 and r["minutes_used"] < 1.1 for r in capped)
+    assert result["notes"] and "capped" in result["notes"][0]
+
+
+def test_json_has_rows_runs_and_the_answer_and_the_plot_is_written(curve: tuple[Path, str]) -> None:
+    out, _ = curve
+    result = json.loads((out / "learning_curve.json").read_text())
+    assert {"arguments", "model_selection", "notes", "rows", "answer", "runs", "cpu_seconds_total"} <= set(result)
+    assert {(r["arch"], round(r["minutes"], 2)) for r in result["rows"]} == {
+        ("mode1", 0.5),
+        ("direct", 0.5),
+        ("mode1", round(result["runs"][-1]["minutes_used"], 2)),
+        ("direct", round(result["runs"][-1]["minutes_used"], 2)),
+    }
+    for row in result["rows"]:
+        assert row["mpjpe_mean_mm"] > 0 and row["fingertip_mean_mm"] > 0 and row["mean_pose_mpjpe_mm"] > 0
+        assert row["skill"] is not None and row["flexion_error_mean_deg"] >= 0
+    png = out / "learning_curve.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_heldout_session_is_never_in_the_training_set(curve: tuple[Path, str]) -> None:
+    out, _ = curve
+    result = json.loads((out / "learning_curve.json").read_text())
+    for run in result["runs"]:
+        assert run["heldout_file"].endswith("s01_r03.h5")
+        assert run["train_files"] and run["heldout_file"] not in run["train_files"]
+        assert all(not f.endswith("r03.h5") for f in run["train_files"])
+    half = [r for r in result["runs"] if r["minutes_asked"] == 0.5]
+    assert all(r["train_files"] == [f for f in r["train_files"] if f.endswith("s01_r01.h5")] for r in half), (
+        "half a minute comes from the first session only"
+    )
+
+
+def test_answer_line_reports_where_mode2_wins() -> None:
+    module = load_benchmark("learning_curve")
+
+    def rows(mode2: list[float], direct: list[float]) -> list[dict]:
+        amounts = [1.0, 2.0, 5.0]
+        return [{"arch": "mode2", "minutes": m, "mpjpe_mean_mm": v} for m, v in zip(amounts, mode2, strict=True)] + [
+            {"arch": "direct", "minutes": m, "mpjpe_mean_mm": v} for m, v in zip(amounts, direct, strict=True)
+        ]
+
+    assert module.answer(rows([15, 16, 17], [18, 17, 14])) == "below 5 minutes Mode 2 beats direct by 3.00 to 1.00 mm"
+    assert (
+        module.answer(rows([18, 17, 16], [15, 14, 13])) == "Mode 2 does not beat direct at any amount of data measured"
+    )
