@@ -254,7 +254,8 @@ def test_events_are_not_dropped_behind_a_snapshot_flood(server: TelemetryServer)
         server.publish(SNAPS_2KB[hop % 50])
     sock.settimeout(2)
     buf = b""
-    while b'"estop_latched"' not in buf:
+    # read until the event's whole line has arrived (a read can end in the middle of it)
+    while b'"estop_latched"' not in buf or b"\n" not in buf[buf.find(b'"estop_latched"') :]:
         chunk = sock.recv(1 << 16)
         assert chunk
         buf += chunk
