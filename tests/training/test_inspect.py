@@ -40,3 +40,27 @@ def test_inspect_reports_a_bad_file_and_goes_on(
     assert "1 of 2 files could not be read" in captured.err
     assert f"✗ {bad}: emg/timestamps: missing dataset" in out
     assert "session r02" in out
+
+
+def test_the_ik_error_mean_counts_only_frames_where_the_camera_saw_the_hand(
+    small_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorder writes a frame without the hand as confidence 0, IK error 100 mm: inspect's mean must skip
+    those, and say so when the hand was never seen."""
+    import shutil
+
+    lost = tmp_path / "hand_lost.h5"
+    shutil.copy(small_world / "s01_r01.h5", lost)
+    with h5py.File(lost, "a") as f:
+        confidence, ik_error = f["pose/mp_confidence"], f["pose/ik_error"]
+        tracked_mean = float(np.asarray(ik_error)[: len(ik_error) // 2].mean())
+        confidence[len(confidence) // 2 :] = 0.0
+        ik_error[len(ik_error) // 2 :] = 100.0
+    assert summarise(read_session(lost)).ik_error_mean_mm == pytest.approx(tracked_mean)
+
+    never = tmp_path / "never_seen.h5"
+    shutil.copy(lost, never)
+    with h5py.File(never, "a") as f:
+        f["pose/mp_confidence"][:] = 0.0
+    assert main(["inspect", str(never)]) == 0
+    assert "the camera never saw the hand" in capsys.readouterr().out
