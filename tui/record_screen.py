@@ -28,6 +28,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from tui.record_state import GuidanceSnapshot
+from tui.screens import ConfirmScreen
 from tui.widgets.record_camera import IK_ERROR_LIMIT_MM, MIN_CONFIDENCE, CameraPanel
 from tui.widgets.record_emg import RecordEmgLevels
 from tui.widgets.record_phase import PhasePanel
@@ -110,8 +111,9 @@ class RecordHelpScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-class StopConfirmScreen(ModalScreen[bool]):
-    """Stop the recording? y/enter stops, n/escape goes back to recording (nothing happens)."""
+class StopConfirmScreen(ConfirmScreen):
+    """Stop the recording? y/enter stops, n/escape/q goes back to recording (nothing happens). The dashboard's
+    confirm modal (answers, focus on "no") with the recorder's wording and no e-stop bar."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y,enter", "answer(True)", "yes"),
@@ -119,26 +121,15 @@ class StopConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, detail: str) -> None:
-        super().__init__()
-        self.detail = detail
+        super().__init__("Stop recording?", detail)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="modal-box"):
-            yield Static("Stop recording?", classes="modal-title")
+            yield Static(self.question, classes="modal-title")
             yield Static(self.detail, id="confirm-detail")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Stop (y)", id="yes", variant="error")
                 yield Button("Keep recording (n)", id="no", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
 
 
 class SummaryScreen(ModalScreen[None]):

