@@ -51,19 +51,21 @@ from training.data.windows import (
     channel_std,
     load_sessions,
 )
+from training.fitting.recommend import CURVES_PATH, recommendation_entry, record_curve
 from training.fitting.trainer import TrainConfig, train
 from training.hand.fk_numpy import forward_kinematics_np
 from training.hand.open_hand import open_hand_model
+from training.models.backbone_io import load_backbone
 from training.models.checkpoint_meta import CheckpointMeta, Normalisation
 from training.models.mode2_model import MINDROVE_RATE, WINDOW
 from training.scoring.evaluation import predict
-from training.scoring.metrics import mpjpe_mm, summary
+from training.scoring.metrics import auroc, mpjpe_mm, summary
 
 ARCHES = ("mode2", "mode1", "direct")
 DEFAULT_EPOCHS = 20  # one full cosine cycle (the trainer's T_0 = 20): the last epoch ends at the lowest LR
 WINDOW_SECONDS = WINDOW / MINDROVE_RATE
 VAL_FRACTION = 0.1  # the trainer's per-epoch log runs on this last part of the training windows
-METRICS = ("mpjpe_mean_mm", "fingertip_mean_mm", "skill", "flexion_error_mean_deg")
+METRICS = ("mpjpe_mean_mm", "fingertip_mean_mm", "skill", "flexion_error_mean_deg", "confidence_auroc")
 
 
 @dataclass
@@ -111,6 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbone", type=Path, default=None, help="default: the shipped stand-in")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per job (0 = default)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument(
+        "--record-curve",
+        action="store_true",
+        help="keep this curve in training/assets/learning_curves.json: `mode2 train` recommends from it",
+    )
     args = parser.parse_args(argv)
     if any(m <= 0 for m in args.minutes) or args.epochs < 1 or args.jobs < 1:
         parser.error("--minutes must be > 0, --epochs and --jobs ≥ 1")
@@ -217,7 +224,8 @@ def run_one(data: SubjectData, arch: str, seed: int, minutes: float, args: argpa
     ok = heldout.mask[:, -1].numpy()
     target = heldout.joints[:, -1].numpy()[ok]
     train_mean = train_windows.initial.mean(dim=0, keepdim=True)
-    predicted = predict(model, heldout, "train_mean", train_mean)["joints"][ok]
+    prediction = predict(model, heldout, "train_mean", train_mean)
+    predicted = prediction["joints"][ok]
     mean_pose = forward_kinematics_np(hand, theta_mean)
     mean_pose_mm = float(mpjpe_mm(mean_pose[None], target).mean())
     scores = summary(predicted, target, mean_pose_mm)
@@ -235,7 +243,11 @@ def run_one(data: SubjectData, arch: str, seed: int, minutes: float, args: argpa
         heldout_frames=int(ok.sum()),
         mean_pose_mpjpe_mm=mean_pose_mm,
         seconds=time.monotonic() - started,
-        metrics={k: scores[k] for k in METRICS},  # type: ignore[misc]
+        metrics={
+            **{k: scores[k] for k in METRICS if k in scores},
+            # how well the raw confidence flags frames over 20 mm on the held-out session (rank-based)
+            "confidence_auroc": auroc(1.0 - prediction["confidence"][ok], mpjpe_mm(predicted, target) > 20.0),
+        },
     )
 
 
@@ -277,7 +289,7 @@ def aggregate(runs: list[Run]) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"arch": arch, "minutes": used, "n": len(group)}
             for key in (*METRICS, "mean_pose_mpjpe_mm"):
                 values = [r.mean_pose_mpjpe_mm if key == "mean_pose_mpjpe_mm" else r.metrics[key] for r in group]
-                finite = np.array([v for v in values if v is not None], dtype=float)
+                finite = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
                 row[key] = float(finite.mean()) if len(finite) else None
                 row[key + "_std"] = float(finite.std()) if len(finite) else None
             rows.append(row)
@@ -312,19 +324,20 @@ NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (fixed map)", "direct": "direct Con
 
 def table(rows: list[dict[str, Any]]) -> str:
     def cell(row: dict[str, Any], key: str, digits: int) -> str:
-        if row[key] is None:
+        if row.get(key) is None:
             return "—"
         return f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"
 
     lines = [
-        "| model | minutes | runs | MPJPE (mm) | fingertips (mm) | skill | flexion error (°) | mean pose (mm) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | minutes | runs | MPJPE (mm) | fingertips (mm) | skill | flexion error (°) | confidence AUROC "
+        "| mean pose (mm) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {NAMES[r['arch']]} | {r['minutes']:.3g} | {r['n']} | {cell(r, 'mpjpe_mean_mm', 2)} | "
             f"{cell(r, 'fingertip_mean_mm', 2)} | {cell(r, 'skill', 3)} | {cell(r, 'flexion_error_mean_deg', 1)} | "
-            f"{cell(r, 'mean_pose_mpjpe_mm', 2)} |"
+            f"{cell(r, 'confidence_auroc', 3)} | {cell(r, 'mean_pose_mpjpe_mm', 2)} |"
         )
     return "\n".join(lines)
 
@@ -394,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [asdict(r) for r in runs],
         "cpu_seconds_total": sum(r.seconds for r in runs),
     }
+    backbone = load_backbone(args.backbone)[1].to_dict()
+    result["backbone"] = {k: backbone[k] for k in ("kind", "path", "sha256")}
+    synthetic = all(bool(s.attrs.get("synthetic", False)) for s in sessions)
+    result["recommendation_entry"] = recommendation_entry(result, backbone, synthetic)
+    if args.record_curve:
+        record_curve(result["recommendation_entry"])
+        print(f"recorded in {CURVES_PATH}: `mode2 train` now recommends from this curve for this backbone")
     (args.out / "learning_curve.json").write_text(json.dumps(result, indent=1))
     plot(rows, args.out / "learning_curve.png", args.epochs)
     print(f"wrote {args.out / 'learning_curve.json'} and {args.out / 'learning_curve.png'}")

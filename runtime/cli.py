@@ -63,6 +63,11 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command(
         "training.commands.evaluate_command", "evaluate checkpoints on held-out sessions against baselines", "train"
     ),
+    "calibrate": Command(
+        "training.commands.calibrate_command",
+        "fit the confidence calibration on a user's own labelled session (the export bakes it in)",
+        "train",
+    ),
     "export-onnx": Command(
         "export.export_command", "export a checkpoint to a self-contained, parity-checked ONNX", "train"
     ),

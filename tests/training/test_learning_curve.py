@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.benchmark_scripts import load_benchmark
+from training.models.backbone import default_backbone_path
+from training.models.checkpoint_io import sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,10 @@ def test_json_has_rows_runs_and_the_answer_and_the_plot_is_written(curve: tuple[
     for row in result["rows"]:
         assert row["mpjpe_mean_mm"] > 0 and row["fingertip_mean_mm"] > 0 and row["mean_pose_mpjpe_mm"] > 0
         assert row["skill"] is not None and row["flexion_error_mean_deg"] >= 0
+        assert row["confidence_auroc"] is None or 0 <= row["confidence_auroc"] <= 1
+    entry = result["recommendation_entry"]  # what --record-curve would keep for `mode2 train`
+    assert entry["backbone_sha256"] == sha256_of(default_backbone_path()) and entry["synthetic"] is True
+    assert {(r["arch"], r["minutes"]) for r in entry["rows"]} == {(r["arch"], r["minutes"]) for r in result["rows"]}
     png = out / "learning_curve.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

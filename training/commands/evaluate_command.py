@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,19 @@ import torch
 from tqdm import tqdm
 
 from firmware_bridge.atomic_write import check_writable_dir, write_text_atomic
+from firmware_bridge.cli_types import positive_float
 from firmware_bridge.errors import UserError
-from training.data.windows import build_windows, emg_fingerprint, input_filter_of, load_sessions, require_labelled
+from training.data.windows import build_windows, input_filter_of, load_sessions, require_labelled
 from training.fitting import confidence_calibration as calib
+from training.fitting.user_calibration import Frames, fitted_frames, frames_of, per_donning
 from training.hand.fk_numpy import forward_kinematics_np
 from training.hand.skeleton import FINGERS, MANO_JOINT_NAMES
 from training.models.checkpoint_io import CheckpointError
 from training.models.checkpoint_meta import CheckpointMeta
 from training.models.model_io import load_model_checkpoint, save_model_checkpoint
-from training.scoring.evaluation import POLICIES, predict
+from training.scoring.evaluation import POLICIES, deployed_policy, predict
 from training.scoring.figures import save_figure
+from training.scoring.held_out import training_overlap
 from training.scoring.metrics import (
     ERROR_THRESHOLD_MM,
     FINGER_NAMES,
@@ -56,7 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--write-calibration",
         action="store_true",
-        help="store the fitted confidence calibration in the checkpoint (for export)",
+        help="store the table fitted on the first held-out session in the checkpoint (for export); "
+        "`mode2 calibrate --minutes 1` is the per-donning step a user runs",
+    )
+    parser.add_argument(
+        "--calibration-minutes",
+        type=positive_float,
+        default=1.0,
+        help="the per-donning estimate fits on each held-out session's first MINUTES, scores the rest (default 1)",
     )
 
 
@@ -69,15 +78,13 @@ def _model_results(
     checkpoint: Path,
     mean_pose_mm: dict[str, float],
 ) -> dict[str, Any]:
-    mean = torch.tensor([meta.initial_state_mean or [0.0] * 20], dtype=torch.float32)
-    policy = meta.initial_state_policy or "train_mean"
-    policy = policy if policy in POLICIES else "train_mean"
+    policy, mean = deployed_policy(meta)
     policies = {}
     if meta.kind == "mode2":
         for p in tqdm(POLICIES, desc="initial-state policies", leave=False):
             out = predict(model, windows, p, mean)
             policies[p] = float(mpjpe_mm(out["joints"][masks["camera"]], targets["camera"][masks["camera"]]).mean())
-    prediction = predict(model, windows, policy if meta.kind == "mode2" else "train_mean", mean)
+    prediction = predict(model, windows, policy, mean)
     result: dict[str, Any] = {
         "initial_state_policy": policy,
         "policies_mpjpe_mm_vs_camera": policies,
@@ -108,51 +115,60 @@ def _mean_pose(
     return result
 
 
-def _confidence_report(prediction: dict, errors: np.ndarray, sessions: np.ndarray) -> dict[str, Any]:
-    unique = np.unique(sessions)
-    calibrate_on = sessions == unique[0]
-    report_on = ~calibrate_on if len(unique) > 1 else calibrate_on
-    raw = prediction["confidence"]
-    table = calib.fit_from_errors(raw[calibrate_on], errors[calibrate_on])
-    calibrated = calib.apply(table, raw[report_on])
-    outcome = errors[report_on] <= ERROR_THRESHOLD_MM
+def _calibration_figures(probability: np.ndarray, within: np.ndarray) -> dict[str, Any]:
     return {
-        "calibration": table,
-        "calibrated_on_session_index": int(unique[0]),
-        "reported_on": "other held-out sessions" if len(unique) > 1 else "the same session (only one held out)",
-        "auroc_flag_error_over_20mm": auroc(1.0 - raw[report_on], errors[report_on] > ERROR_THRESHOLD_MM),
-        "brier_raw": calib.brier(raw[report_on], outcome),
-        "brier_calibrated": calib.brier(calibrated, outcome),
-        "deciles": by_confidence_decile(raw[report_on], errors[report_on]),  # ranks: raw (calibration ties)
-        "fraction_over_20mm": float((errors[report_on] > ERROR_THRESHOLD_MM).mean()),
+        "brier": calib.brier(probability, within),
+        "ece": calib.expected_calibration_error(probability, within),
+        "reliability": calib.reliability_bins(probability, within),
     }
 
 
-def _training_overlap(sessions: list, meta: CheckpointMeta, checkpoint: Path) -> list[str]:
-    """Sessions the model trained on: the same EMG content (any name), or, for checkpoints written before
-    content fingerprints existed, the same `subject/session` key (with a note that renamed copies pass)."""
-    fingerprints = meta.training.train_emg_sha256 if meta.training else None
-    trained_keys = set(meta.training.train_sessions if meta.training else ())
-    if not fingerprints:
-        print(
-            f"note: {checkpoint} predates content fingerprints: training sessions are recognised by their "
-            "subject/session key only (a renamed copy would pass); retrain to get the stronger check",
-            file=sys.stderr,
-        )
-        return sorted(f"{s.path} ({s.key})" for s in sessions if s.key in trained_keys)
-    by_content = {digest: key for key, digest in fingerprints.items()}
-    overlap = []
-    for s in sessions:
-        digest = emg_fingerprint(s)
-        if digest in by_content:
-            same = "" if by_content[digest] == s.key else f", the EMG of training session {by_content[digest]}"
-            overlap.append(f"{s.path} ({s.key}{same})")
-        elif s.key in trained_keys:
-            print(
-                f"note: {s.path} has the key {s.key} of a training session but different EMG; evaluated",
-                file=sys.stderr,
-            )
-    return sorted(overlap)
+def _confidence_report(frames: Frames, stored: dict | None, donning: dict[str, Any]) -> dict[str, Any]:
+    """AUROC (overall and per subject), and the calibration four ways: raw; the checkpoint's stored table,
+    scored only on frames it was not fitted on; per donning (a table fitted on each held-out session's first
+    minute, scored on the rest of it: what `mode2 calibrate --minutes 1` gives); and a table fitted here on
+    the first held-out session, scored on the others (how a table carries to another session or person)."""
+    raw, errors = frames.confidence, frames.errors
+    sessions = [str(key) for key in dict.fromkeys(frames.session)]
+    calibrate_on = frames.session == sessions[0]
+    report_on = ~calibrate_on if len(sessions) > 1 else calibrate_on
+    over = errors > ERROR_THRESHOLD_MM
+    table = calib.fit_from_errors(raw[calibrate_on], errors[calibrate_on])
+    table.update({"fitted_by": "mode2 evaluate --write-calibration", "sessions": [sessions[0]], "minutes": None})
+    calibrated = calib.apply(table, raw[report_on])
+    outcome = ~over[report_on]
+    subject_of = np.array([key.split("/")[0] for key in frames.session])
+    per_subject = {
+        subject: {"auroc": auroc(1.0 - raw[subject_of == subject], over[subject_of == subject]),
+                  "frames": int((subject_of == subject).sum())}
+        for subject in dict.fromkeys(subject_of)
+    }  # fmt: skip
+    report: dict[str, Any] = {
+        "calibration": table,
+        "calibrated_on": sessions[0],
+        "reported_on": "other held-out sessions" if len(sessions) > 1 else "the same session (only one held out)",
+        "auroc_flag_error_over_20mm": auroc(1.0 - raw, over),
+        "auroc_per_subject": per_subject,
+        "brier_raw": calib.brier(raw[report_on], outcome),
+        "brier_calibrated": calib.brier(calibrated, outcome),
+        "deciles": by_confidence_decile(raw[report_on], errors[report_on]),  # ranks: raw
+        "fraction_over_20mm": float(over[report_on].mean()),
+        "raw": _calibration_figures(raw, ~over),
+        "cross_session": _calibration_figures(calibrated, outcome),
+        "per_donning": donning,
+        "stored": None,
+    }
+    if stored and stored.get("x"):
+        scored = ~fitted_frames(frames, stored)
+        report["stored"] = {
+            "fitted_by": stored.get("fitted_by", "an earlier version (provenance not recorded)"),
+            "fitted_on": list(stored.get("sessions", [])),
+            "minutes": stored.get("minutes"),
+            "scored_frames": int(scored.sum()),
+            "skipped_frames": int((~scored).sum()),
+            **(_calibration_figures(calib.apply(stored, raw[scored]), ~over[scored]) if scored.any() else {}),
+        }
+    return report
 
 
 def _check_finite_predictions(result: dict, checkpoint: Path) -> None:
@@ -172,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {args.checkpoint} is Mode 1 (the guide's diagnostic: fixed angle map); reported as Mode 2")
     direct = load_model_checkpoint(args.direct) if args.direct else None
     sessions = load_sessions(args.data)
-    overlap = _training_overlap(sessions, meta, args.checkpoint)
+    overlap = training_overlap(sessions, meta, args.checkpoint)
     if overlap and not args.allow_train_sessions:
         raise UserError(
             f"{'; '.join(overlap)} were used to train {args.checkpoint}; evaluate on held-out sessions "
@@ -208,12 +224,9 @@ def run(args: argparse.Namespace) -> int:
         results["direct"] = _model_results(
             direct_model, direct_meta, direct_windows, targets, masks, args.direct, mean_pose_mm
         )
-    errors = mpjpe_mm(mode2["prediction"]["joints"], targets["camera"])
-    ok = masks["camera"]
-    results["confidence"] = _confidence_report(
-        {k: v[ok] for k, v in mode2["prediction"].items()}, errors[ok], windows.session.numpy()[ok]
-    )
-    results["confidence"]["calibrated_on"] = windows.keys[results["confidence"]["calibrated_on_session_index"]]
+    frames = frames_of(windows, mode2["prediction"], sessions)
+    donning = per_donning(model, meta, sessions, args.checkpoint, frames, args.calibration_minutes)
+    results["confidence"] = _confidence_report(frames, meta.confidence_calibration, donning)
     if args.write_calibration:
         meta = meta.with_(confidence_calibration=results["confidence"]["calibration"])
         save_model_checkpoint(args.checkpoint, model, meta)
@@ -329,10 +342,9 @@ def _report(results: dict, meta: CheckpointMeta, args: argparse.Namespace) -> st
     lines += [
         "## Confidence (Mode 2)",
         "",
-        f"Calibrated (isotonic, P(error ≤ 20 mm)) on held-out session {c['calibrated_on']}, "
-        f"reported on {c['reported_on']}. AUROC for flagging frames with error > 20 mm: "
-        f"**{c['auroc_flag_error_over_20mm']:.3f}**; Brier score {c['brier_raw']:.3f} raw → "
-        f"{c['brier_calibrated']:.3f} calibrated; {100 * c['fraction_over_20mm']:.1f} % of frames are over 20 mm.",
+        "AUROC for flagging frames with error > 20 mm (the raw confidence's ranks, which calibration keeps; all "
+        f"held-out frames): **{c['auroc_flag_error_over_20mm']:.3f}**. Deciles on {c['reported_on']} "
+        f"({100 * c['fraction_over_20mm']:.1f} % of those frames are over 20 mm):",
         "",
         "| decile (1 = least confident) | n | mean raw confidence | MPJPE (mm) | > 20 mm |",
         "|---|---|---|---|---|",
@@ -342,8 +354,74 @@ def _report(results: dict, meta: CheckpointMeta, args: argparse.Namespace) -> st
             f"| {row['decile']} | {row['n']} | {row['confidence_mean']:.3f} | {row['mpjpe_mm']:.2f} | "
             f"{100 * row['fraction_over_threshold']:.0f} % |"
         )
-    lines += ["", "Plots: `mpjpe_per_joint.png`, `error_vs_confidence.png`, `trajectories.png`.", ""]
+    lines += ["", *_calibration_section(c)]
+    lines += [
+        "",
+        "Plots: `mpjpe_per_joint.png`, `error_vs_confidence.png`, `reliability.png`, `trajectories.png`.",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def _calibration_section(c: dict) -> list[str]:
+    """Per-subject AUROC and the reliability of the probability the gate reads, four ways."""
+    subjects = c["auroc_per_subject"].items()
+    lines = [
+        "AUROC per held-out subject: "
+        + ", ".join(f"{s} {_number(v['auroc'], '.3f')} ({v['frames']} frames)" for s, v in subjects)
+        + ".",
+        "",
+        "Reliability of P(error ≤ 20 mm) (ECE = frame-weighted mean |predicted − observed| over 10 bins; "
+        "`reliability.png`):",
+        "",
+        "| confidence | fitted on | scored on | frames | Brier | ECE |",
+        "|---|---|---|---|---|---|",
+        f"| raw (uncalibrated) | — | all held-out frames | {_frames(c['raw'])} | {c['raw']['brier']:.3f} | "
+        f"{_number(c['raw']['ece'], '.3f')} |",
+    ]
+    stored = c.get("stored")
+    if stored and "brier" in stored:
+        span = "" if stored["minutes"] is None else f"first {stored['minutes']:g} min of "
+        lines.append(
+            f"| stored in the checkpoint ({stored['fitted_by']}) | {span}{', '.join(stored['fitted_on']) or '—'} | "
+            f"held-out frames it was not fitted on | {stored['scored_frames']} | {stored['brier']:.3f} | "
+            f"{_number(stored['ece'], '.3f')} |"
+        )
+    donning = c["per_donning"]
+    if donning["frames"]:
+        minutes = f"{donning['minutes']:g} min"
+        lines.append(
+            f"| per donning (raw → calibrated) | each session's first {minutes} | the rest of that session | "
+            f"{donning['frames']} | {donning['raw']['brier']:.3f} → {donning['calibrated']['brier']:.3f} | "
+            f"{_number(donning['raw']['ece'], '.3f')} → {_number(donning['calibrated']['ece'], '.3f')} |"
+        )
+    lines.append(
+        f"| fitted here on the first held-out session | {c['calibrated_on']} | {c['reported_on']} | "
+        f"{_frames(c['cross_session'])} | {c['cross_session']['brier']:.3f} | "
+        f"{_number(c['cross_session']['ece'], '.3f')} |"
+    )
+    lines.append("")
+    for key, reason in donning["skipped"].items():
+        lines.append(f"Per donning: {key} left out ({reason}).")
+    if stored is None:
+        lines.append(
+            "The checkpoint carries no calibration: `mode2 calibrate --minutes 1` on a session recorded after "
+            "putting the band on stores one (the per-donning row is what it gives)."
+        )
+    elif not stored["fitted_on"]:
+        lines.append(
+            "The stored table does not record what it was fitted on (an older checkpoint): its row may include "
+            "its own fitting frames."
+        )
+    elif stored["skipped_frames"]:
+        lines.append(f"{stored['skipped_frames']} frames the stored table was fitted on are left out of its row.")
+    if stored is not None and "brier" not in stored:
+        lines.append("Every evaluated frame was used to fit the stored table: it cannot be scored here.")
+    return lines
+
+
+def _frames(figures: dict) -> int:
+    return sum(r["n"] for r in figures["reliability"])
 
 
 def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -> None:
@@ -373,6 +451,7 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     ax.set_xlabel("raw confidence (decile mean)")
     ax.set_ylabel("MPJPE (mm)")
     save_figure(fig, out / "error_vs_confidence.png")
+    _reliability_plot(results["confidence"], out / "reliability.png")
 
     prediction = results["mode2"]["prediction"]
     first = windows.session.numpy() == windows.session.numpy()[0]
@@ -388,3 +467,32 @@ def _plots(out: Path, results: dict, windows: Any, targets: dict, masks: dict) -
     axes[0].legend(fontsize=7)
     axes[-1].set_xlabel("time in session (s)")
     save_figure(fig, out / "trajectories.png")
+
+
+def _reliability_plot(c: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, height_ratios=(3, 1))
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8, label="perfectly calibrated")
+    curves = [("raw", c["raw"], "tab:gray")]
+    if c.get("stored") and "reliability" in c["stored"]:
+        curves.append((f"stored ({c['stored']['fitted_by'].split(' (')[0]})", c["stored"], "tab:blue"))
+    if c["per_donning"]["frames"]:
+        curves.append(
+            (f"per donning (first {c['per_donning']['minutes']:g} min)", c["per_donning"]["calibrated"], "tab:green")
+        )
+    curves.append((f"fitted on {c['calibrated_on']}", c["cross_session"], "tab:orange"))
+    width = 0.1 / len(curves)
+    for i, (name, figures, colour) in enumerate(curves):
+        bins = figures["reliability"]
+        label = f"{name}: ECE {figures['ece']:.3f}"
+        ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-", color=colour, label=label)
+        counts.bar([b["low"] + (i + 0.5) * width for b in bins], [b["n"] for b in bins], width, color=colour)
+    ax.set_ylabel("observed fraction within 20 mm")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Reliability of the confidence (held-out frames)", fontsize=9)
+    counts.set_xlabel("predicted P(error ≤ 20 mm)")
+    counts.set_ylabel("frames")
+    save_figure(fig, path)

@@ -37,13 +37,16 @@ from training.data.windows import (
     require_labelled,
     split_sessions,
 )
+from training.fitting.recommend import recommend
 from training.fitting.trainer import TrainConfig, train
+from training.fitting.user_calibration import model_frames, per_donning
 from training.hand.mano_hand import load_mano
 from training.hand.mano_loader import WHERE_TO_GET_MANO
 from training.hand.open_hand import open_hand_model
 from training.hand.params import HandModelParams
+from training.models.backbone import default_backbone_path
 from training.models.backbone_io import load_backbone
-from training.models.checkpoint_io import CheckpointError, read_checkpoint_safely
+from training.models.checkpoint_io import CheckpointError, read_checkpoint_safely, sha256_of
 from training.models.checkpoint_meta import (
     BackboneRecord,
     CheckpointMeta,
@@ -53,7 +56,8 @@ from training.models.checkpoint_meta import (
 )
 from training.models.direct_model import DirectModel
 from training.models.mode2_model import MINDROVE_RATE, Mode1Model, Mode2Model
-from training.scoring.metrics import mean_pose_verdict, skill_score
+from training.models.model_io import load_model_checkpoint
+from training.scoring.metrics import ERROR_THRESHOLD_MM, auroc, mean_pose_verdict, skill_score
 
 INTERRUPTED_EXIT = 130  # the shell's convention for "stopped by Ctrl-C" (128 + SIGINT)
 PREFIXES = {"mode2": "transfer_mode2", "mode1": "transfer_mode1", "direct": "direct"}
@@ -330,6 +334,23 @@ def _announce(args: argparse.Namespace, model: torch.nn.Module, data: _Data, dev
     print("loss = MSE(θ, rad²) + MSE(joints, dm²) + 0.1 × confidence-head loss; MPJPE in mm vs camera labels")
 
 
+def _recommend(args: argparse.Namespace, data: _Data, built: _Built) -> None:
+    """Say which architecture the measured learning curve of this backbone expects to win with this much data."""
+    path = Path(args.backbone) if args.backbone else default_backbone_path()
+    sha = built.backbone.sha256 if built.backbone else sha256_of(path)
+    subjects = {s.subject_id for s in data.split.train}
+    minutes = sum(s.duration for s in data.split.train) / 60.0 / max(1, len(subjects))
+    advice = recommend(sha, minutes)
+    if advice is None:
+        print(
+            f"no learning curve measured for backbone {path.name} ({sha[:12]}…): "
+            "`python benchmarks/learning_curve.py … --record-curve` measures one, and then this run says which "
+            "model wins for the amount of data"
+        )
+        return
+    print(advice.describe(args.arch) + (" per subject" if len(subjects) > 1 else ""))
+
+
 def _train_config(args: argparse.Namespace, prefix: str, device: torch.device) -> TrainConfig:
     return TrainConfig(
         out=args.out,
@@ -342,6 +363,29 @@ def _train_config(args: argparse.Namespace, prefix: str, device: torch.device) -
         initial_state=args.initial_state,
         prefix=prefix,
         device=str(device),
+    )
+
+
+def _confidence_report(best: Path, data: _Data) -> None:
+    """What the per-donning calibration step gives on the validation sessions (a table fitted on each one's
+    first minute, scored on the rest), and the command that stores one for the user's own donning."""
+    model, meta = load_model_checkpoint(best)
+    frames = model_frames(model, meta, data.split.val, best)
+    donning = per_donning(model, meta, data.split.val, best, frames)
+    over = frames.errors > ERROR_THRESHOLD_MM
+    line = f"  confidence on the validation sessions: AUROC {auroc(1.0 - frames.confidence, over):.3f}"
+    if donning["frames"]:
+        raw, calibrated = donning["raw"], donning["calibrated"]
+        line += (
+            f"; calibrated per donning (first {donning['minutes']:g} min → the rest, {donning['frames']} frames): "
+            f"Brier {raw['brier']:.3f} → {calibrated['brier']:.3f}, ECE {raw['ece']:.3f} → {calibrated['ece']:.3f}"
+        )
+    print(line)
+    for key, reason in donning["skipped"].items():
+        print(f"  per-donning estimate: {key} left out ({reason})")
+    print(
+        "  the confidence is not calibrated yet: after putting the band on, record a minute and run "
+        f"`mode2 calibrate --checkpoint {best} --data <that session> --minutes 1`"
     )
 
 
@@ -360,6 +404,7 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
     resume = _check_resume(args.resume, prefix, model, args.epochs) if args.resume else None
     if rank == 0:
         _announce(args, model, data, device)
+        _recommend(args, data, built)
     result = train(model, data.train_windows, data.val_windows, _train_config(args, prefix, device), meta, resume)
     if rank == 0:
         best_val = min(result["history"], key=lambda h: h["val"]["total"])["val"]
@@ -374,5 +419,6 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
             skill = skill_score(best, mean_pose)
             print(f"  mean pose: {mean_pose:.2f}mm → skill {skill:+.3f}" + (f"; {verdict}" if verdict else ""))
         print(f"  best checkpoint: {result['best_path']}")
+        _confidence_report(Path(result["best_path"]), data)
     _leave_ranks()
     return 0

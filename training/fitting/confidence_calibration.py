@@ -1,8 +1,14 @@
 """Calibrating the model's confidence on held-out data: raw confidence → P(joint error ≤ 20 mm).
 
-Isotonic regression (pool-adjacent-violators, written out here: numpy only) fitted on calibration
-sessions, stored as a small piecewise-linear table (`x`, `y`) that the ONNX graph applies and the
-runtime can read from the model's metadata. Fit on one set of held-out sessions, report on another.
+Two fits, both stored as a small piecewise-linear table (`x`, `y`) that the ONNX graph applies and the
+runtime can read from the model's metadata:
+- `platt` (the default): logistic regression on logit(raw confidence) — two parameters, shrunk towards
+  the identity — sampled at 33 knots. Calibration sets are small (a minute of a session gives a few hundred
+  windows), and there a two-parameter fit carries to the rest of the session better than a step function:
+  measured on the synthetic world (README, "Confidence"), isotonic tables fitted on a minute left ECE
+  0.08–0.11 on the rest of the session, Platt 0.05–0.08.
+- `isotonic` (pool-adjacent-violators, numpy only): monotone and free-form; needs more data.
+Fit on one set of frames, report on another.
 """
 
 from __future__ import annotations
@@ -10,6 +16,39 @@ from __future__ import annotations
 import numpy as np
 
 from training.scoring.metrics import ERROR_THRESHOLD_MM
+
+METHODS = ("platt", "isotonic")
+PLATT_KNOTS = 33
+PLATT_PRIOR = 1e-2  # ridge towards the identity map (a = 1, b = 0): keeps tiny or one-sided sets sane
+_EPS = 1e-4
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def platt_fit(confidence: np.ndarray, outcome: np.ndarray, prior: float = PLATT_PRIOR) -> tuple[float, float]:
+    """(a, b) of P(outcome) = sigmoid(a · logit(confidence) + b), by Newton's method on the penalised
+    log-likelihood (penalty `prior` · ((a − 1)² + b²) / 2 per frame-sum, so an empty signal stays the identity)."""
+    x, y = _logit(confidence), np.asarray(outcome, dtype=np.float64)
+    theta = np.array([1.0, 0.0])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(theta[0] * x + theta[1])))
+        gradient = np.array([((p - y) * x).sum(), (p - y).sum()]) + prior * (theta - [1.0, 0.0])
+        w = p * (1 - p)
+        hessian = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + prior * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(theta[0]), float(theta[1])
+
+
+def platt_table(a: float, b: float, knots: int = PLATT_KNOTS) -> dict[str, list[float]]:
+    x = np.linspace(0.0, 1.0, knots)
+    y = 1.0 / (1.0 + np.exp(-(a * _logit(x) + b)))
+    return {"x": x.tolist(), "y": np.maximum.accumulate(y).tolist() if a >= 0 else y.tolist()}
 
 
 def isotonic_fit(x: np.ndarray, y: np.ndarray, max_knots: int = 32) -> dict[str, list[float]]:
@@ -44,10 +83,50 @@ def apply(calibration: dict[str, list[float]] | None, confidence: np.ndarray) ->
     return np.interp(confidence, calibration["x"], calibration["y"])
 
 
-def fit_from_errors(confidence: np.ndarray, errors_mm: np.ndarray) -> dict[str, object]:
-    table = isotonic_fit(confidence, (errors_mm <= ERROR_THRESHOLD_MM).astype(float))
-    return {**table, "target": f"P(mean joint error <= {ERROR_THRESHOLD_MM:g} mm)", "n": len(confidence)}
+def fit_from_errors(confidence: np.ndarray, errors_mm: np.ndarray, method: str = "platt") -> dict[str, object]:
+    """The table mapping raw confidence to P(error ≤ 20 mm), fitted on these frames."""
+    outcome = (np.asarray(errors_mm) <= ERROR_THRESHOLD_MM).astype(float)
+    if method == "platt":
+        a, b = platt_fit(confidence, outcome)
+        table: dict[str, object] = {**platt_table(a, b), "a": a, "b": b}
+    elif method == "isotonic":
+        table = dict(isotonic_fit(confidence, outcome))
+    else:
+        raise ValueError(f"unknown calibration method {method!r}; choose from {METHODS}")
+    target = f"P(mean joint error <= {ERROR_THRESHOLD_MM:g} mm)"
+    return {**table, "method": method, "target": target, "n": len(confidence)}
 
 
 def brier(probability: np.ndarray, outcome: np.ndarray) -> float:
     return float(np.mean((np.asarray(probability) - np.asarray(outcome, float)) ** 2))
+
+
+def reliability_bins(probability: np.ndarray, outcome: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """The reliability diagram's points: per equal-width probability bin, how many frames, their mean
+    predicted probability and the observed frequency of the outcome (empty bins are left out)."""
+    probability = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+    outcome = np.asarray(outcome, dtype=np.float64)
+    index = np.minimum((probability * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            rows.append(
+                {
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "n": int(members.sum()),
+                    "predicted": float(probability[members].mean()),
+                    "observed": float(outcome[members].mean()),
+                }
+            )
+    return rows
+
+
+def expected_calibration_error(probability: np.ndarray, outcome: np.ndarray, bins: int = 10) -> float:
+    """Frame-weighted mean |predicted − observed| over the reliability bins (0 = perfectly calibrated)."""
+    rows = reliability_bins(probability, outcome, bins)
+    total = sum(r["n"] for r in rows)
+    if total == 0:
+        return float("nan")
+    return float(sum(r["n"] * abs(r["predicted"] - r["observed"]) for r in rows) / total)

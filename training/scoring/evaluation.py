@@ -111,3 +111,11 @@ def _predict_feedback(
             carried[lane] = (start_time[batch[k]].item(), out["angles_full"][k, :, FEEDBACK_INDEX])
             positions[lane] += 1
     return {"theta": theta, "joints": joints, "confidence": confidence}
+
+
+def deployed_policy(meta) -> tuple[str, torch.Tensor]:
+    """The initial-state policy a device runs this checkpoint with, and the mean state it starts from:
+    the recorded policy for Mode 2 (train_mean when unknown), train_mean for the direct model (no state)."""
+    mean = torch.tensor([meta.initial_state_mean or [0.0] * 20], dtype=torch.float32)
+    policy = meta.initial_state_policy if meta.initial_state_policy in POLICIES else "train_mean"
+    return (policy if meta.kind == "mode2" else "train_mean"), mean

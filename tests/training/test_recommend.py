@@ -1,0 +1,68 @@
+"""Which model `mode2 train` recommends for the amount of data: read off a measured learning curve."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from training.fitting.recommend import load_curves, recommend, record_curve
+from training.models.backbone import default_backbone_path
+from training.models.checkpoint_io import sha256_of
+
+
+def _curve(sha: str = "abc", arches: tuple[str, ...] = ("mode2", "mode1", "direct")) -> dict:
+    mm = {"mode2": (14.0, 14.5, 15.0), "mode1": (13.0, 13.0, 13.0), "direct": (16.0, 13.0, 10.0)}
+    rows = [
+        {"arch": a, "minutes": m, "n": 3, "mpjpe_mean_mm": v, "mpjpe_mean_mm_std": 0.5}
+        for a in arches
+        for m, v in zip((1.0, 5.0, 20.0), mm[a], strict=True)
+    ]
+    return {"backbone_sha256": sha, "subjects": ["s01", "s02"], "seeds": [1, 2], "epochs": 20, "synthetic": True,
+            "rows": rows}  # fmt: skip
+
+
+def test_the_winner_changes_with_the_amount_of_data_and_mode1_is_never_recommended() -> None:
+    curves = [_curve()]
+    few = recommend("abc", 1.0, curves)
+    assert few.arch == "mode2" and few.clamped_to is None  # Mode 1 is lower, but not deployable
+    assert "Mode 2 is the expected best for this amount of data by 2.0 mm" in few.describe("mode2")
+    many = recommend("abc", 20.0, curves)
+    assert many.arch == "direct"
+    assert "consider --arch direct" in many.describe("mode2") and "by 5.0 mm" in many.describe("mode2")
+
+
+def test_interpolation_is_on_log_minutes_and_never_extrapolates() -> None:
+    curves = [_curve()]
+    middle = recommend("abc", math.sqrt(5.0), curves)  # halfway between 1 and 5 on a log axis
+    assert middle.expected_mm["direct"] == pytest.approx(14.5)
+    assert middle.expected_mm["mode2"] == pytest.approx(14.25)
+    beyond = recommend("abc", 60.0, curves)
+    assert beyond.clamped_to == 20.0 and beyond.expected_mm["direct"] == pytest.approx(10.0)
+    assert "the curve spans 20 min at that end" in beyond.describe("direct")
+    below = recommend("abc", 0.25, curves)
+    assert below.clamped_to == 1.0 and below.expected_mm["mode2"] == pytest.approx(14.0)
+
+
+def test_no_curve_for_the_backbone_or_no_direct_baseline_gives_no_advice() -> None:
+    assert recommend("other", 5.0, [_curve()]) is None
+    assert recommend("abc", 5.0, [_curve(arches=("mode2", "mode1"))]) is None
+
+
+def test_recording_a_curve_replaces_the_same_backbones_and_keeps_others(tmp_path: Path) -> None:
+    path = tmp_path / "curves.json"
+    record_curve(_curve("abc"), path)
+    record_curve(_curve("xyz"), path)
+    newer = _curve("abc")
+    newer["rows"][0]["mpjpe_mean_mm"] = 9.0
+    record_curve(newer, path)
+    curves = load_curves(path)
+    assert [c["backbone_sha256"] for c in curves] == ["xyz", "abc"]
+    assert recommend("abc", 1.0, curves).expected_mm["mode2"] == 9.0
+
+
+def test_the_shipped_curve_belongs_to_the_shipped_backbone() -> None:
+    advice = recommend(sha256_of(default_backbone_path()), 5.0)
+    assert advice is not None, "training/assets/learning_curves.json has no curve for the shipped stand-in"
+    assert set(advice.expected_mm) >= {"mode2", "direct"}

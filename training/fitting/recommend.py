@@ -1,0 +1,113 @@
+"""Which model to train for the amount of data a user has: read off the measured learning curves.
+
+`benchmarks/learning_curve.py` measures held-out MPJPE against minutes of a new subject's data for Mode 2,
+Mode 1 and the direct baseline, around one backbone. Its `recommendation_entry` is kept in
+`training/assets/learning_curves.json`, keyed by the backbone's sha256 (a curve says nothing about another
+backbone). `mode2 train` looks up the entry of the backbone it uses and says which architecture the curve
+expects to do best at the minutes of training data given — interpolated on log-minutes between measured
+amounts, never extrapolated beyond them — and how sure the curve is (subjects × seeds behind each point).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CURVES_PATH = Path(__file__).resolve().parents[1] / "assets" / "learning_curves.json"
+NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (diagnostic, cannot be exported)", "direct": "the direct baseline"}
+ROW_KEYS = ("arch", "minutes", "n", "mpjpe_mean_mm", "mpjpe_mean_mm_std")
+DEPLOYABLE = ("mode2", "direct")  # Mode 1 is the guide's diagnostic: never recommended for the device
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    arch: str  # the deployable architecture expected to do best
+    minutes: float  # the amount of training data asked about
+    expected_mm: dict[str, float]  # arch → expected held-out MPJPE at `minutes`
+    clamped_to: float | None  # the measured amount used when `minutes` lies outside the curve
+    evidence: str  # what the curve rests on
+
+    def describe(self, training_arch: str) -> str:
+        at = f"{self.minutes:.1f} min" + (
+            f" (the curve spans {self.clamped_to:g} min at that end: read there)" if self.clamped_to else ""
+        )
+        figures = ", ".join(f"{NAMES[a].split(' (')[0]} {mm:.1f} mm" for a, mm in self.expected_mm.items())
+        others = [mm for a, mm in self.expected_mm.items() if a in DEPLOYABLE and a != self.arch]
+        margin = f" by {min(others) - self.expected_mm[self.arch]:.1f} mm" if others else ""
+        verdict = (
+            f"{NAMES[training_arch]} is the expected best for this amount of data{margin}"
+            if training_arch == self.arch
+            else f"{NAMES[self.arch]} is expected to do better here{margin}: consider --arch {self.arch}"
+        )
+        return f"learning curve for this backbone at {at}: {figures} held-out MPJPE ({self.evidence}) → {verdict}"
+
+
+def recommendation_entry(result: dict[str, Any], backbone: dict[str, Any], synthetic: bool) -> dict[str, Any]:
+    """What `training/assets/learning_curves.json` keeps of one learning-curve run."""
+    arguments = result["arguments"]
+    return {
+        "synthetic": synthetic,
+        "backbone_sha256": backbone["sha256"],
+        "backbone": {"kind": backbone["kind"], "path": Path(backbone["path"]).name},
+        "subjects": arguments["subjects"] or sorted({r["subject"] for r in result["runs"]}),
+        "seeds": arguments["seeds"],
+        "epochs": arguments["epochs"],
+        "data": arguments["data"],
+        "rows": [{k: row[k] for k in ROW_KEYS} for row in result["rows"]],
+    }
+
+
+def record_curve(entry: dict[str, Any], path: Path = CURVES_PATH) -> None:
+    """Keep `entry` as the curve of its backbone (replacing an earlier one of the same backbone)."""
+    curves = [c for c in load_curves(path) if c["backbone_sha256"] != entry["backbone_sha256"]]
+    path.write_text(json.dumps({"curves": [*curves, entry]}, indent=1) + "\n")
+
+
+def load_curves(path: Path = CURVES_PATH) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text())["curves"]
+
+
+def _at(points: list[tuple[float, float]], minutes: float) -> float:
+    """Linear interpolation of MPJPE on log-minutes between measured amounts (inside the range only)."""
+    for (m0, v0), (m1, v1) in itertools.pairwise(points):
+        if m0 <= minutes <= m1:
+            w = (math.log(minutes) - math.log(m0)) / (math.log(m1) - math.log(m0)) if m1 > m0 else 0.0
+            return v0 + w * (v1 - v0)
+    return points[0][1] if minutes < points[0][0] else points[-1][1]
+
+
+def recommend(
+    backbone_sha256: str, minutes: float, curves: list[dict[str, Any]] | None = None
+) -> Recommendation | None:
+    """The deployable architecture the curve of this backbone expects to do best at `minutes`, or None when
+    no curve was measured for it (or it lacks Mode 2 or the direct baseline)."""
+    entries = [c for c in (load_curves() if curves is None else curves) if c["backbone_sha256"] == backbone_sha256]
+    if not entries:
+        return None
+    entry = entries[-1]  # the latest measurement of this backbone
+    by_arch: dict[str, list[tuple[float, float]]] = {}
+    for row in entry["rows"]:
+        if row["mpjpe_mean_mm"] is not None:
+            by_arch.setdefault(row["arch"], []).append((float(row["minutes"]), float(row["mpjpe_mean_mm"])))
+    if not all(a in by_arch for a in DEPLOYABLE):
+        return None
+    points = {a: sorted(p) for a, p in by_arch.items()}
+    low = max(p[0][0] for p in points.values())
+    high = min(p[-1][0] for p in points.values())
+    clamped = low if minutes < low else high if minutes > high else None
+    expected = {a: _at(points[a], minutes) for a in ("mode2", "mode1", "direct") if a in points}
+    best = min(DEPLOYABLE, key=lambda a: expected[a])
+    runs = min(row["n"] for row in entry["rows"])
+    first_look = " — a first look, not a study" if runs < 3 else ""
+    world = "synthetic world" if entry.get("synthetic") else "recorded sessions"
+    evidence = (
+        f"{len(entry['subjects'])} new subject(s) × {len(entry['seeds'])} seed(s), {entry['epochs']} epochs, "
+        f"{world}{first_look}"
+    )
+    return Recommendation(best, minutes, expected, clamped, evidence)
