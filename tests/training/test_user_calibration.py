@@ -1,4 +1,4 @@
-"""Per-donning confidence calibration: the reliability figures, Platt scaling, the fit's refusals,
+"""Per-donning confidence calibration: the reliability figures, both fits (isotonic, Platt), the refusals,
 `mode2 calibrate`, what `mode2 train` reports, and the evaluate report's reliability section."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from training.fitting import confidence_calibration as calib
 from training.fitting.user_calibration import (
     MIN_EACH_OUTCOME,
     MIN_WINDOWS,
+    Frames,
     fit_user_calibration,
+    in_blocks,
     model_frames,
 )
 from training.models.model_io import load_model_checkpoint
@@ -84,6 +86,17 @@ def test_platt_fit_recovers_a_known_map_and_its_table_is_a_monotone_probability(
         calib.fit_from_errors(confidence, np.zeros(x.size), method="spline")
 
 
+def test_the_per_donning_estimate_scores_only_windows_that_share_no_sample_with_the_fitted_blocks() -> None:
+    end_s = np.arange(2.0, 90.0, 0.25)  # 2-s windows every 0.25 s over a 90-s session
+    frames = Frames(np.zeros(end_s.size), np.zeros(end_s.size), end_s, np.array(["u/r1"] * end_s.size))
+    fit, score = in_blocks(frames, 15.0, 4)
+    start = end_s - 2.0
+    # fitted: wholly inside 0–15 s or 60–75 s; scored: no sample in either
+    assert np.array_equal(fit, ((start >= 0) & (end_s <= 15)) | ((start >= 60) & (end_s <= 75)))
+    assert np.array_equal(score, ((start >= 15) & (end_s <= 60)) | (start >= 75))
+    assert not (fit & score).any()
+
+
 def _sessions(*keys: str) -> list:
     return [SimpleNamespace(key=k, subject_id=k.split("/")[0]) for k in keys]
 
@@ -104,10 +117,13 @@ def test_fit_records_where_it_came_from_and_improves_an_overconfident_score() ->
     fit = fit_user_calibration(raw, errors, _sessions("u1/r05", "u1/r06"), "mode2 calibrate", minutes=1.0)
     assert fit.table is not None and fit.reason is None
     assert fit.table["sessions"] == ["u1/r05", "u1/r06"] and fit.table["subjects"] == ["u1"]
-    assert fit.table["method"] == "platt" and fit.table["minutes"] == 1.0 and len(fit.table["x"]) == 33
+    assert fit.table["method"] == "isotonic" and fit.table["minutes"] == 1.0
     assert fit.table["fitted_by"] == "mode2 calibrate" and fit.table["windows"] == 400
     assert fit.brier_calibrated < fit.brier_raw - 0.05
     assert fit.ece_calibrated < 0.5 * fit.ece_raw
+    platt = fit_user_calibration(raw, errors, _sessions("u1/r05"), "mode2 calibrate", method="platt")
+    assert platt.table["method"] == "platt" and len(platt.table["x"]) == 33
+    assert platt.brier_calibrated < platt.brier_raw - 0.05
     assert fit.auroc > 0.85  # the ranks carry the information; the table only rescales them
     assert "first 1 min of u1/r05, u1/r06 (400 windows" in fit.describe()
 
@@ -147,13 +163,13 @@ def test_calibrate_stores_a_per_donning_table_that_evaluate_scores_on_unseen_fra
     assert stored["fitted_on"] == ["s01/r04"] and stored["minutes"] == 1
     assert stored["skipped_frames"] > 0 and stored["scored_frames"] + stored["skipped_frames"] == total
     assert stored["scored_frames"] == sum(b["n"] for b in stored["reliability"])
-    donning = metrics["per_donning"]  # r04 fits on its first minute and is scored on the rest; r03 is too short
-    assert donning["frames"] > 0 and set(donning["skipped"]) == {"s01/r03"}
-    assert "nothing left after its first 1 min" in donning["skipped"]["s01/r03"]
+    donning = metrics["per_donning"]
+    assert donning["frames"] > 0 and (donning["block_s"], donning["every"]) == (15.0, 4)
+    assert donning["raw"]["brier"] >= 0 and donning["calibrated"]["ece"] >= 0
     assert set(metrics["auroc_per_subject"]) == {"s01"}
     report = (out / "report.md").read_text()
     assert "| stored in the checkpoint (mode2 calibrate) | first 1 min of s01/r04 |" in report
-    assert "| per donning (raw → calibrated) | each session's first 1 min | the rest of that session |" in report
+    assert "| per donning (raw → calibrated) | every 4th 15-s block of each session |" in report
     assert f"{stored['skipped_frames']} frames the stored table was fitted on are left out" in report
     assert (out / "reliability.png").stat().st_size > 5000
 
@@ -176,7 +192,7 @@ def test_train_reports_the_per_donning_calibration_and_stores_none(
     # a table from the validation session would not carry to the user's next donning: none is stored
     assert meta.confidence_calibration is None
     assert "confidence on the validation sessions: AUROC" in printed
-    assert "calibrated per donning (first 1 min → the rest" in printed
-    assert f"mode2 calibrate --checkpoint {best} --data <that session> --minutes 1" in printed
+    assert "calibrated per donning (estimate on" in printed
+    assert f"--phase-scale 0.25`) and run `mode2 calibrate --checkpoint {best} --data <it>`" in printed
     # and before training, which model the shipped backbone's learning curve expects to win with 1 minute
     assert "learning curve for this backbone at 1.0 min: Mode 2" in printed

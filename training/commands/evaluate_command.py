@@ -18,7 +18,6 @@ import torch
 from tqdm import tqdm
 
 from firmware_bridge.atomic_write import check_writable_dir, write_text_atomic
-from firmware_bridge.cli_types import positive_float
 from firmware_bridge.errors import UserError
 from training.data.windows import build_windows, input_filter_of, load_sessions, require_labelled
 from training.fitting import confidence_calibration as calib
@@ -60,12 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store the table fitted on the first held-out session in the checkpoint (for export); "
         "`mode2 calibrate --minutes 1` is the per-donning step a user runs",
-    )
-    parser.add_argument(
-        "--calibration-minutes",
-        type=positive_float,
-        default=1.0,
-        help="the per-donning estimate fits on each held-out session's first MINUTES, scores the rest (default 1)",
     )
 
 
@@ -225,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             direct_model, direct_meta, direct_windows, targets, masks, args.direct, mean_pose_mm
         )
     frames = frames_of(windows, mode2["prediction"], sessions)
-    donning = per_donning(model, meta, sessions, args.checkpoint, frames, args.calibration_minutes)
+    donning = per_donning(model, meta, sessions, args.checkpoint, frames)
     results["confidence"] = _confidence_report(frames, meta.confidence_calibration, donning)
     if args.write_calibration:
         meta = meta.with_(confidence_calibration=results["confidence"]["calibration"])
@@ -389,9 +382,9 @@ def _calibration_section(c: dict) -> list[str]:
         )
     donning = c["per_donning"]
     if donning["frames"]:
-        minutes = f"{donning['minutes']:g} min"
+        blocks = f"every {_ordinal(donning['every'])} {donning['block_s']:g}-s block of each session"
         lines.append(
-            f"| per donning (raw → calibrated) | each session's first {minutes} | the rest of that session | "
+            f"| per donning (raw → calibrated) | {blocks} | the windows of that session sharing no sample | "
             f"{donning['frames']} | {donning['raw']['brier']:.3f} → {donning['calibrated']['brier']:.3f} | "
             f"{_number(donning['raw']['ece'], '.3f')} → {_number(donning['calibrated']['ece'], '.3f')} |"
         )
@@ -405,8 +398,9 @@ def _calibration_section(c: dict) -> list[str]:
         lines.append(f"Per donning: {key} left out ({reason}).")
     if stored is None:
         lines.append(
-            "The checkpoint carries no calibration: `mode2 calibrate --minutes 1` on a session recorded after "
-            "putting the band on stores one (the per-donning row is what it gives)."
+            "The checkpoint carries no calibration: `mode2 calibrate` on about a minute recorded after putting "
+            "the band on, through every phase (`mode2 record --phase-scale 0.25`), stores one; the per-donning "
+            "row estimates what it gives."
         )
     elif not stored["fitted_on"]:
         lines.append(
@@ -418,6 +412,10 @@ def _calibration_section(c: dict) -> list[str]:
     if stored is not None and "brier" not in stored:
         lines.append("Every evaluated frame was used to fit the stored table: it cannot be scored here.")
     return lines
+
+
+def _ordinal(n: int) -> str:
+    return {1: "", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 def _frames(figures: dict) -> int:
@@ -478,9 +476,7 @@ def _reliability_plot(c: dict, path: Path) -> None:
     if c.get("stored") and "reliability" in c["stored"]:
         curves.append((f"stored ({c['stored']['fitted_by'].split(' (')[0]})", c["stored"], "tab:blue"))
     if c["per_donning"]["frames"]:
-        curves.append(
-            (f"per donning (first {c['per_donning']['minutes']:g} min)", c["per_donning"]["calibrated"], "tab:green")
-        )
+        curves.append(("per donning (estimate)", c["per_donning"]["calibrated"], "tab:green"))
     curves.append((f"fitted on {c['calibrated_on']}", c["cross_session"], "tab:orange"))
     width = 0.1 / len(curves)
     for i, (name, figures, colour) in enumerate(curves):

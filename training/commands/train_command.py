@@ -367,8 +367,8 @@ def _train_config(args: argparse.Namespace, prefix: str, device: torch.device) -
 
 
 def _confidence_report(best: Path, data: _Data) -> None:
-    """What the per-donning calibration step gives on the validation sessions (a table fitted on each one's
-    first minute, scored on the rest), and the command that stores one for the user's own donning."""
+    """What the per-donning calibration step gives on the validation sessions (a table fitted on every 4th
+    15-s block of each, scored on the windows beside them), and the command that stores one for a donning."""
     model, meta = load_model_checkpoint(best)
     frames = model_frames(model, meta, data.split.val, best)
     donning = per_donning(model, meta, data.split.val, best, frames)
@@ -377,15 +377,15 @@ def _confidence_report(best: Path, data: _Data) -> None:
     if donning["frames"]:
         raw, calibrated = donning["raw"], donning["calibrated"]
         line += (
-            f"; calibrated per donning (first {donning['minutes']:g} min → the rest, {donning['frames']} frames): "
+            f"; calibrated per donning (estimate on {donning['frames']} frames beside the fitted blocks): "
             f"Brier {raw['brier']:.3f} → {calibrated['brier']:.3f}, ECE {raw['ece']:.3f} → {calibrated['ece']:.3f}"
         )
     print(line)
     for key, reason in donning["skipped"].items():
         print(f"  per-donning estimate: {key} left out ({reason})")
     print(
-        "  the confidence is not calibrated yet: after putting the band on, record a minute and run "
-        f"`mode2 calibrate --checkpoint {best} --data <that session> --minutes 1`"
+        "  the confidence is not calibrated yet: after putting the band on, record about a minute through every "
+        f"phase (`mode2 record … --phase-scale 0.25`) and run `mode2 calibrate --checkpoint {best} --data <it>`"
     )
 
 

@@ -1,13 +1,17 @@
-"""Per-donning confidence calibration: fit the table (raw confidence → P(error ≤ 20 mm)) on the first
-minute(s) of a labelled session recorded after the band was put on, and store it in the checkpoint; the
-export bakes it into the graph, so the device's gate reads a probability for this person and this donning.
+"""Per-donning confidence calibration: fit the table (raw confidence → P(error ≤ 20 mm)) on a short
+labelled recording made after the band was put on, and store it in the checkpoint; the export bakes it
+into the graph, so the device's gate reads a probability for this person and this donning.
 
-Why per donning and not per user once: measured on the synthetic world (README, "Confidence"), a table
-fitted on one session of a user made the next session of the same user *worse* calibrated than the raw
-score (the confidence head's output shifts with the band's placement), while a table fitted on the first
-minute of a session made the rest of that session clearly better. So `mode2 calibrate --minutes 1` after
-each donning is the calibration step, and `mode2 train` / `mode2 evaluate` report what it gives on their
-held-out sessions (fitted on each session's first minute, scored on the rest).
+Why per donning and not once per user: measured on the synthetic world (README, "Confidence"), a table
+fitted on one session of a user left the next session of the same user no better (or worse) calibrated
+than the raw score: what a given score means shifts with the band's placement. Why a recording that
+walks through every phase (`mode2 record --phase-scale 0.25`, about a minute) and not the first minute
+of a long session: that minute is mostly the rest phase, where errors are small, so a table fitted on it
+is too confident for the movement that follows (measured: it made the worst subject's Brier score worse).
+
+`mode2 train` and `mode2 evaluate` estimate what the step gives on their held-out sessions: a table fitted
+on a quarter of each session spread over all of it (every 4th 15-s block, ≈ 1 minute of a 4-minute
+session) and scored on the windows that share no sample with those blocks.
 
 Tables record where they came from (`sessions`, `minutes`, `subjects`, `fitted_by`, `windows`) so
 `mode2 evaluate` scores a stored table only on frames it was not fitted on.
@@ -33,6 +37,8 @@ from training.scoring.metrics import ERROR_THRESHOLD_MM, auroc, mpjpe_mm
 
 CALIBRATION_HOP = HOP // 4  # 0.25 s: a minute gives ~240 windows (correlated, but a smoother fit)
 WINDOW_S = WINDOW / MINDROVE_RATE
+DONNING_BLOCK_S = 15.0  # the per-donning estimate fits on every 4th 15-s block of a held-out session
+DONNING_EVERY = 4
 MIN_WINDOWS = 30  # fewer labelled windows than this cannot support a fit
 MIN_EACH_OUTCOME = 5  # frames within and over 20 mm: with one outcome only there is nothing to rank
 
@@ -120,6 +126,7 @@ def fit_user_calibration(
     sessions: list[Session],
     fitted_by: str,
     minutes: float | None = None,
+    method: str = "isotonic",
 ) -> CalibrationFit:
     """The table with its provenance, or a refusal when the frames cannot support one."""
     within = errors_mm <= ERROR_THRESHOLD_MM
@@ -142,7 +149,7 @@ def fit_user_calibration(
     if reason is not None:
         nan = float("nan")
         return CalibrationFit(None, reason, n, n_within, **raw_scores, brier_calibrated=nan, ece_calibrated=nan)
-    table = calib.fit_from_errors(confidence, errors_mm)
+    table = calib.fit_from_errors(confidence, errors_mm, method)
     calibrated = calib.apply(table, confidence)
     table.update(
         {"fitted_by": fitted_by, "sessions": [s.key for s in sessions], "minutes": minutes, "subjects": subjects}
@@ -161,39 +168,52 @@ def fit_user_calibration(
 
 
 def calibrate_checkpoint(
-    path: Path, sessions: list[Session], fitted_by: str, minutes: float | None = None
+    path: Path, sessions: list[Session], fitted_by: str, minutes: float | None = None, method: str = "isotonic"
 ) -> CalibrationFit:
     """Fit on the first `minutes` (all when None) of `sessions` and, unless refused, store the table in the
     checkpoint at `path` (atomically)."""
     model, meta = load_model_checkpoint(path)
     frames = model_frames(model, meta, sessions, path, hop=CALIBRATION_HOP)
     fit_on = frames.select(first_minutes(frames, minutes))
-    fit = fit_user_calibration(fit_on.confidence, fit_on.errors, sessions, fitted_by, minutes)
+    fit = fit_user_calibration(fit_on.confidence, fit_on.errors, sessions, fitted_by, minutes, method)
     if fit.table is not None:
         save_model_checkpoint(path, model, meta.with_(confidence_calibration=fit.table))
     return fit
 
 
+def in_blocks(frames: Frames, block_s: float, every: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, score) masks: windows lying inside every `every`-th block of `block_s` seconds (counted from
+    each session's start), and windows sharing no sample with any of those blocks."""
+    first = np.floor((frames.end_s - WINDOW_S) / block_s).astype(int)
+    last = np.floor((frames.end_s - 1e-9) / block_s).astype(int)
+    fit = (first == last) & (first % every == 0)
+    # a window spans at most two blocks (WINDOW_S < block_s): score it when neither is a fit block
+    score = (first % every != 0) & (last % every != 0)
+    return fit, score
+
+
 def per_donning(
     model: torch.nn.Module, meta: CheckpointMeta, sessions: list[Session], source: object, scored: Frames,
-    minutes: float = 1.0,
+    block_s: float = DONNING_BLOCK_S, every: int = DONNING_EVERY,
 ) -> dict[str, Any]:  # fmt: skip
-    """What the per-donning step gives: for each session, a table fitted on its first `minutes` (at the
-    calibration hop) applied to `scored`'s frames of that session after those minutes. Sessions too short
-    or too one-sided for a fit are listed and left out."""
+    """What the per-donning step gives: for each session, a table fitted on its every `every`-th block of
+    `block_s` seconds (at the calibration hop) applied to `scored`'s frames of that session that share no
+    sample with those blocks. Sessions too short or too one-sided for a fit are listed and left out."""
     fit_frames = model_frames(model, meta, sessions, source, hop=CALIBRATION_HOP)
+    fit_mask, _ = in_blocks(fit_frames, block_s, every)
+    _, score_mask = in_blocks(scored, block_s, every)
     raw, calibrated, outcome, skipped = [], [], [], {}
     for session in sessions:
-        mine = fit_frames.select((fit_frames.session == session.key) & first_minutes(fit_frames, minutes))
-        fit = fit_user_calibration(mine.confidence, mine.errors, [session], "per-donning estimate", minutes)
-        rest = scored.select((scored.session == session.key) & after_minutes(scored, minutes))
+        mine = fit_frames.select((fit_frames.session == session.key) & fit_mask)
+        fit = fit_user_calibration(mine.confidence, mine.errors, [session], "per-donning estimate")
+        rest = scored.select((scored.session == session.key) & score_mask)
         if fit.table is None or not len(rest.errors):
-            skipped[session.key] = fit.reason or f"nothing left after its first {minutes:g} min"
+            skipped[session.key] = fit.reason or "nothing left to score beside the fitted blocks"
             continue
         raw.append(rest.confidence)
         calibrated.append(calib.apply(fit.table, rest.confidence))
         outcome.append(rest.errors <= ERROR_THRESHOLD_MM)
-    result: dict[str, Any] = {"minutes": minutes, "skipped": skipped, "frames": 0}
+    result: dict[str, Any] = {"block_s": block_s, "every": every, "skipped": skipped, "frames": 0}
     if raw:
         within = np.concatenate(outcome)
         result["frames"] = len(within)
