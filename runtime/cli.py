@@ -65,7 +65,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "calibrate": Command(
         "training.commands.calibrate_command",
-        "fit the confidence calibration on a user's own labelled session (the export bakes it in)",
+        "fit the confidence calibration on a labelled recording of this donning (the export bakes it in)",
         "train",
     ),
     "export-onnx": Command(

@@ -147,3 +147,24 @@ def test_train_refuses_a_recording_from_the_sdk_synthetic_board(
     error = capsys.readouterr().err
     assert "emg_plumbing_only" in error and "P1_R9.h5" in error and "not EMG" in error
     assert not (base / "never" / "transfer_mode2_best.pth").exists()
+
+
+def test_record_calibrate_refuses_a_recording_too_short_to_fit_and_keeps_it(
+    station: tuple[Path, Path, Path], trained_checkpoints: Path, tmp_path: Path, capsys
+) -> None:
+    """`mode2 record --calibrate`: the per-donning step after the recording. A 7-s recording gives too few
+    windows: the session stays, the model is unchanged, and the error says why; a model that cannot be loaded
+    is refused before anything is recorded."""
+    _, csv, clip = station
+    model = Path(shutil.copy(trained_checkpoints / "transfer_mode2_best.pth", tmp_path / "mode2.pth"))
+    before = model.read_bytes()
+    record = ["record", "--emg", f"playback:{csv}", "--camera", str(clip), "--out", str(tmp_path), "--headless"]
+    record += ["--phase-scale", str(PHASE_SCALE), "--subject", "P1", "--session", "C1"]
+    assert main([*record, "--calibrate", str(tmp_path / "missing.pth")]) == 2
+    assert "missing.pth" in capsys.readouterr().err and not (tmp_path / "P1_C1.h5").exists()
+
+    assert main([*record, "--calibrate", str(model)]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'P1_C1.h5'} is recorded; {model} is unchanged" in error
+    assert "labelled windows (at least 30 needed" in error
+    assert (tmp_path / "P1_C1.h5").is_file() and model.read_bytes() == before

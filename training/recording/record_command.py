@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for a MindRove armband's first data (default 5)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing session file")
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="after a completed recording, fit this model's confidence calibration on it (the per-donning step; "
+        "record about a minute through every phase: --phase-scale 0.25)",
+    )
 
 
 def output_path(out: Path, subject: str, session: str, *, force: bool) -> Path:
@@ -78,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
     scale = check_phase_scale(args.phase_scale)
     path = output_path(args.out, args.subject, args.session, force=args.force)
+    if args.calibrate is not None:  # a model that cannot be loaded is refused before anything is recorded
+        from training.models.model_io import load_model_checkpoint
+
+        load_model_checkpoint(args.calibrate)
     config = RecordConfig(
         emg=args.emg,
         camera=str(args.camera),
@@ -110,7 +122,26 @@ def run(args: argparse.Namespace) -> int:
         while not recorder.wait(timeout=1.0):  # raises the recording's fatal error, if any
             pass
     _print_summary(recorder, sys.stdout)
-    return 130 if interrupted else 0
+    if interrupted:
+        return 130
+    if args.calibrate is not None:
+        _calibrate(args.calibrate, path, plumbing_only=recorder.plumbing_only)
+    return 0
+
+
+def _calibrate(checkpoint: Path, path: Path, *, plumbing_only: bool) -> None:
+    """The per-donning calibration step on the session just recorded (which stays, whatever happens here)."""
+    from training.data.windows import load_sessions
+    from training.fitting.user_calibration import calibrate_checkpoint
+
+    unchanged = f"{path} is recorded; {checkpoint} is unchanged"
+    if plumbing_only:
+        raise UserError(f"{unchanged}: sdk-synthetic is not EMG, so it cannot calibrate a model's confidence")
+    fit = calibrate_checkpoint(checkpoint, load_sessions([str(path)], quiet=True), "mode2 record --calibrate")
+    if fit.table is None:
+        raise UserError(f"{unchanged}: {fit.describe()}")
+    print(fit.describe())
+    print(f"stored in {checkpoint}; export it again to put it on the device: mode2 export-onnx --checkpoint …")
 
 
 def _headless(recorder: object, out: TextIO) -> bool:
