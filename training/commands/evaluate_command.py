@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--write-calibration",
         action="store_true",
         help="store the table fitted on the first held-out session in the checkpoint (for export); "
-        "`mode2 calibrate --minutes 1` is the per-donning step a user runs",
+        "`mode2 calibrate` on a recording of the donning is the step a user runs",
     )
 
 
@@ -118,9 +118,10 @@ def _calibration_figures(probability: np.ndarray, within: np.ndarray) -> dict[st
 
 def _confidence_report(frames: Frames, stored: dict | None, donning: dict[str, Any]) -> dict[str, Any]:
     """AUROC (overall and per subject), and the calibration four ways: raw; the checkpoint's stored table,
-    scored only on frames it was not fitted on; per donning (a table fitted on each held-out session's first
-    minute, scored on the rest of it: what `mode2 calibrate --minutes 1` gives); and a table fitted here on
-    the first held-out session, scored on the others (how a table carries to another session or person)."""
+    scored only on frames it was not fitted on; per donning (`donning`: a table fitted on a minute spread over
+    each held-out session, scored beside it — what `mode2 calibrate` on a calibration recording gives); and a
+    table fitted here on the first held-out session, scored on the others (how a table carries to another
+    session or person)."""
     raw, errors = frames.confidence, frames.errors
     sessions = [str(key) for key in dict.fromkeys(frames.session)]
     calibrate_on = frames.session == sessions[0]

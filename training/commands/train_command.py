@@ -419,6 +419,7 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
             skill = skill_score(best, mean_pose)
             print(f"  mean pose: {mean_pose:.2f}mm → skill {skill:+.3f}" + (f"; {verdict}" if verdict else ""))
         print(f"  best checkpoint: {result['best_path']}")
-        _confidence_report(Path(result["best_path"]), data)
+        if args.arch != "mode1":  # Mode 1's confidence head gets no gradient: its confidence means nothing
+            _confidence_report(Path(result["best_path"]), data)
     _leave_ranks()
     return 0
