@@ -33,6 +33,15 @@ def test_the_winner_changes_with_the_amount_of_data_and_mode1_is_never_recommend
     assert "consider --arch direct" in many.describe("mode2") and "by 5.0 mm" in many.describe("mode2")
 
 
+def test_a_gap_under_half_a_millimetre_is_called_a_tie() -> None:
+    curve = _curve()
+    for row in curve["rows"]:
+        if row["arch"] == "direct" and row["minutes"] == 1.0:
+            row["mpjpe_mean_mm"] = 14.3  # Mode 2 14.0
+    said = recommend("abc", 1.0, [curve]).describe("direct")
+    assert "about equal here (within 0.5 mm)" in said and "consider" not in said
+
+
 def test_interpolation_is_on_log_minutes_and_never_extrapolates() -> None:
     curves = [_curve()]
     middle = recommend("abc", math.sqrt(5.0), curves)  # halfway between 1 and 5 on a log axis
