@@ -49,7 +49,9 @@ def test_interpolation_is_on_log_minutes_and_never_extrapolates() -> None:
     assert middle.expected_mm["mode2"] == pytest.approx(14.25)
     beyond = recommend("abc", 60.0, curves)
     assert beyond.clamped_to == 20.0 and beyond.expected_mm["direct"] == pytest.approx(10.0)
-    assert "the curve spans 20 min at that end" in beyond.describe("direct")
+    assert "outside the curve: read at 20 min" in beyond.describe("direct")
+    assert "no advice outside the measured range" in beyond.describe("direct")
+    assert "consider" not in beyond.describe("mode2")
     below = recommend("abc", 0.25, curves)
     assert below.clamped_to == 1.0 and below.expected_mm["mode2"] == pytest.approx(14.0)
 

@@ -5,7 +5,8 @@ Mode 1 and the direct baseline, around one backbone. Its `recommendation_entry` 
 `training/assets/learning_curves.json`, keyed by the backbone's sha256 (a curve says nothing about another
 backbone). `mode2 train` looks up the entry of the backbone it uses and says which architecture the curve
 expects to do best at the minutes of training data given — interpolated on log-minutes between measured
-amounts, never extrapolated beyond them — and how sure the curve is (subjects × seeds behind each point).
+amounts; outside them it shows the nearest and gives no advice — and how sure the curve is (subjects × seeds
+behind each point).
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ class Recommendation:
 
     def describe(self, training_arch: str) -> str:
         at = f"{self.minutes:.1f} min" + (
-            f" (the curve spans {self.clamped_to:g} min at that end: read there)" if self.clamped_to else ""
+            f" (outside the curve: read at {self.clamped_to:g} min)" if self.clamped_to is not None else ""
         )
         figures = ", ".join(f"{NAMES[a].split(' (')[0]} {mm:.1f} mm" for a, mm in self.expected_mm.items())
         others = [mm for a, mm in self.expected_mm.items() if a in DEPLOYABLE and a != self.arch]
         gap = min(others) - self.expected_mm[self.arch] if others else float("inf")
         margin = f" by {gap:.1f} mm" if others else ""
-        if gap < TIE_MM:
+        if self.clamped_to is not None:
+            verdict = (
+                f"no advice outside the measured range (the nearest measured amount, {self.clamped_to:g} min, is "
+                "shown); `benchmarks/learning_curve.py --minutes …` measures it"
+            )
+        elif gap < TIE_MM:
             verdict = f"Mode 2 and the direct baseline are about equal here (within {TIE_MM:g} mm): either will do"
         elif training_arch == self.arch:
             verdict = f"{NAMES[training_arch]} is the expected best for this amount of data{margin}"
