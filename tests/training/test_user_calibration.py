@@ -169,7 +169,7 @@ def test_calibrate_stores_a_per_donning_table_that_evaluate_scores_on_unseen_fra
     assert set(metrics["auroc_per_subject"]) == {"s01"}
     report = (out / "report.md").read_text()
     assert "| stored in the checkpoint (mode2 calibrate) | first 1 min of s01/r04 |" in report
-    assert "| per donning (raw → calibrated) | every 4th 15-s block of each session |" in report
+    assert "| per donning (raw → calibrated) | one 15-s block in every 4 of each session |" in report
     assert f"{stored['skipped_frames']} frames the stored table was fitted on are left out" in report
     assert (out / "reliability.png").stat().st_size > 5000
 

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _model, meta = load_model_checkpoint(args.checkpoint)
+    model, meta = load_model_checkpoint(args.checkpoint)
     sessions = load_sessions(args.data)
     overlap = training_overlap(sessions, meta, args.checkpoint)
     if overlap:
@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
             "(its errors on training data are too small, so the table would be overconfident)"
         )
     previous = meta.confidence_calibration
-    fit = calibrate_checkpoint(args.checkpoint, sessions, "mode2 calibrate", args.minutes, args.method)
+    fit = calibrate_checkpoint(
+        args.checkpoint, sessions, "mode2 calibrate", args.minutes, args.method, loaded=(model, meta)
+    )
     if fit.table is None:
         raise UserError(f"{args.checkpoint}: {fit.describe()}; the checkpoint is unchanged")
     print(fit.describe())

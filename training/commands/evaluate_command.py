@@ -108,14 +108,6 @@ def _mean_pose(
     return result
 
 
-def _calibration_figures(probability: np.ndarray, within: np.ndarray) -> dict[str, Any]:
-    return {
-        "brier": calib.brier(probability, within),
-        "ece": calib.expected_calibration_error(probability, within),
-        "reliability": calib.reliability_bins(probability, within),
-    }
-
-
 def _confidence_report(frames: Frames, stored: dict | None, donning: dict[str, Any]) -> dict[str, Any]:
     """AUROC (overall and per subject), and the calibration four ways: raw; the checkpoint's stored table,
     scored only on frames it was not fitted on; per donning (`donning`: a table fitted on a minute spread over
@@ -143,12 +135,10 @@ def _confidence_report(frames: Frames, stored: dict | None, donning: dict[str, A
         "reported_on": "other held-out sessions" if len(sessions) > 1 else "the same session (only one held out)",
         "auroc_flag_error_over_20mm": auroc(1.0 - raw, over),
         "auroc_per_subject": per_subject,
-        "brier_raw": calib.brier(raw[report_on], outcome),
-        "brier_calibrated": calib.brier(calibrated, outcome),
         "deciles": by_confidence_decile(raw[report_on], errors[report_on]),  # ranks: raw
         "fraction_over_20mm": float(over[report_on].mean()),
-        "raw": _calibration_figures(raw, ~over),
-        "cross_session": _calibration_figures(calibrated, outcome),
+        "raw": calib.calibration_figures(raw, ~over),
+        "cross_session": calib.calibration_figures(calibrated, outcome),
         "per_donning": donning,
         "stored": None,
     }
@@ -160,7 +150,7 @@ def _confidence_report(frames: Frames, stored: dict | None, donning: dict[str, A
             "minutes": stored.get("minutes"),
             "scored_frames": int(scored.sum()),
             "skipped_frames": int((~scored).sum()),
-            **(_calibration_figures(calib.apply(stored, raw[scored]), ~over[scored]) if scored.any() else {}),
+            **(calib.calibration_figures(calib.apply(stored, raw[scored]), ~over[scored]) if scored.any() else {}),
         }
     return report
 
@@ -383,7 +373,7 @@ def _calibration_section(c: dict) -> list[str]:
         )
     donning = c["per_donning"]
     if donning["frames"]:
-        blocks = f"every {_ordinal(donning['every'])} {donning['block_s']:g}-s block of each session"
+        blocks = f"one {donning['block_s']:g}-s block in every {donning['every']} of each session"
         lines.append(
             f"| per donning (raw → calibrated) | {blocks} | the windows of that session sharing no sample | "
             f"{donning['frames']} | {donning['raw']['brier']:.3f} → {donning['calibrated']['brier']:.3f} | "
@@ -413,10 +403,6 @@ def _calibration_section(c: dict) -> list[str]:
     if stored is not None and "brier" not in stored:
         lines.append("Every evaluated frame was used to fit the stored table: it cannot be scored here.")
     return lines
-
-
-def _ordinal(n: int) -> str:
-    return {1: "", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 def _frames(figures: dict) -> int:

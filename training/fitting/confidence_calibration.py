@@ -131,3 +131,12 @@ def expected_calibration_error(probability: np.ndarray, outcome: np.ndarray, bin
     if total == 0:
         return float("nan")
     return float(sum(r["n"] * abs(r["predicted"] - r["observed"]) for r in rows) / total)
+
+
+def calibration_figures(probability: np.ndarray, outcome: np.ndarray) -> dict[str, object]:
+    """Brier score, ECE and the reliability diagram's points of `probability` for the 0/1 `outcome`."""
+    return {
+        "brier": brier(probability, outcome),
+        "ece": expected_calibration_error(probability, outcome),
+        "reliability": reliability_bins(probability, outcome),
+    }

@@ -148,7 +148,9 @@ def fit_user_calibration(
         )
     if reason is not None:
         nan = float("nan")
-        return CalibrationFit(None, reason, n, n_within, **raw_scores, brier_calibrated=nan, ece_calibrated=nan)
+        return CalibrationFit(
+            None, reason, n, n_within, **raw_scores, brier_calibrated=nan, ece_calibrated=nan, subjects=subjects
+        )
     table = calib.fit_from_errors(confidence, errors_mm, method)
     calibrated = calib.apply(table, confidence)
     table.update(
@@ -168,11 +170,16 @@ def fit_user_calibration(
 
 
 def calibrate_checkpoint(
-    path: Path, sessions: list[Session], fitted_by: str, minutes: float | None = None, method: str = "isotonic"
+    path: Path,
+    sessions: list[Session],
+    fitted_by: str,
+    minutes: float | None = None,
+    method: str = "isotonic",
+    loaded: tuple[torch.nn.Module, CheckpointMeta] | None = None,
 ) -> CalibrationFit:
     """Fit on the first `minutes` (all when None) of `sessions` and, unless refused, store the table in the
-    checkpoint at `path` (atomically)."""
-    model, meta = load_model_checkpoint(path)
+    checkpoint at `path` (atomically). `loaded`: the checkpoint's model and meta when the caller has them."""
+    model, meta = loaded or load_model_checkpoint(path)
     frames = model_frames(model, meta, sessions, path, hop=CALIBRATION_HOP)
     fit_on = frames.select(first_minutes(frames, minutes))
     fit = fit_user_calibration(fit_on.confidence, fit_on.errors, sessions, fitted_by, minutes, method)
@@ -217,10 +224,6 @@ def per_donning(
     if raw:
         within = np.concatenate(outcome)
         result["frames"] = len(within)
-        for name, values in (("raw", np.concatenate(raw)), ("calibrated", np.concatenate(calibrated))):
-            result[name] = {
-                "brier": calib.brier(values, within),
-                "ece": calib.expected_calibration_error(values, within),
-                "reliability": calib.reliability_bins(values, within),
-            }
+        result["raw"] = calib.calibration_figures(np.concatenate(raw), within)
+        result["calibrated"] = calib.calibration_figures(np.concatenate(calibrated), within)
     return result
