@@ -61,7 +61,16 @@ from training.models.mode2_model import MINDROVE_RATE, WINDOW
 from training.scoring.evaluation import predict
 from training.scoring.metrics import auroc, mpjpe_mm, summary
 
-ARCHES = ("mode2", "mode1", "direct")
+# The variants the guide leaves open, each a Mode 2 with one change (`mode2 train` options in brackets)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "mode2-wide": {"converter_hidden": 512},  # a 4× wider AngleConverter (--converter-hidden 512)
+    "mode2-ft": {"backbone_finetune": "decoder"},  # the backbone's LSTM decoder trains too (--finetune-backbone)
+    "mode2-alr": {"scale_adapter_lr": True},  # the adapter at lr × its scale (--adapter-lr scaled)
+    # the adapter free to move, pulled towards the electrode geometry (--adapter-lr scaled --adapter-l2 1)
+    "mode2-alr-reg": {"scale_adapter_lr": True, "adapter_l2": 1.0},
+}
+TRAINING_OPTIONS = ("adapter_l2", "scale_adapter_lr")  # TrainConfig's; the rest are the model's
+ARCHES = ("mode2", "mode1", "direct", *VARIANTS)
 DEFAULT_EPOCHS = 20  # one full cosine cycle (the trainer's T_0 = 20): the last epoch ends at the lowest LR
 WINDOW_SECONDS = WINDOW / MINDROVE_RATE
 VAL_FRACTION = 0.1  # the trainer's per-epoch log runs on this last part of the training windows
@@ -195,7 +204,10 @@ def run_one(data: SubjectData, arch: str, seed: int, minutes: float, args: argpa
     log_windows = subset(data.train_windows, index[-n_val:])  # training data: logging only, no selection
     hand = open_hand_model()
     torch.manual_seed(seed)
-    built = build_arch(arch, hand, args.backbone, "geometry")
+    options = dict(VARIANTS.get(arch, {}))
+    training_options = {k: options.pop(k) for k in TRAINING_OPTIONS if k in options}
+    base = "mode2" if arch in VARIANTS else arch
+    built = build_arch(base, hand, args.backbone, "geometry", **options)
     model = built.model
     model.preprocess.std.copy_(channel_std(train_windows))
     theta_mean = _mean_theta(train_windows)
@@ -215,8 +227,9 @@ def run_one(data: SubjectData, arch: str, seed: int, minutes: float, args: argpa
             seed=seed,
             checkpoint_every=0,
             initial_state="train_mean",
-            prefix=PREFIXES[arch],
+            prefix=PREFIXES[base],
             progress=False,
+            **training_options,
         )
         train(model, train_windows, log_windows, config, meta)
     # `model` holds the last epoch's weights (no selection)
@@ -319,7 +332,15 @@ def answer(rows: list[dict[str, Any]]) -> str:
     return f"below {margins[len(leading)][0]:.3g} minutes Mode 2 beats direct by {text} mm"
 
 
-NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (fixed map)", "direct": "direct Conv1D+LSTM"}
+NAMES = {
+    "mode2": "Mode 2",
+    "mode1": "Mode 1 (fixed map)",
+    "direct": "direct Conv1D+LSTM",
+    "mode2-wide": "Mode 2, converter 512 wide",
+    "mode2-ft": "Mode 2, backbone decoder fine-tuned",
+    "mode2-alr": "Mode 2, adapter at scaled lr",
+    "mode2-alr-reg": "Mode 2, adapter at scaled lr, regularised",
+}
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -73,10 +73,12 @@ def _training_data(training: TrainingRecord | None) -> dict[str, Any]:
     return {key: record.get(key) for key in _TRAINING_DATA}
 
 
-def _backbone(record: BackboneRecord | None) -> dict[str, Any]:
+def _backbone(record: BackboneRecord | None, finetune: str) -> dict[str, Any]:
+    """The backbone the model was built around; `finetuned` names the layers trained since (the file whose
+    sha256 this is then no longer holds the model's weights: the ONNX file does)."""
     if record is None:
         return {}
-    return {"kind": record.kind, "sha256": record.sha256, "config": dict(record.config)}
+    return {"kind": record.kind, "sha256": record.sha256, "config": dict(record.config), "finetuned": finetune}
 
 
 def build_metadata(
@@ -144,7 +146,7 @@ def build_metadata(
         "training_data": _training_data(meta.training),
         "validation": meta.metrics.to_dict() if meta.metrics else {},
         "confidence_calibration": _dict(meta.confidence_calibration),
-        "backbone": _backbone(meta.backbone),
+        "backbone": _backbone(meta.backbone, meta.config.backbone_finetune),
         "software_version": software_version(),
         "source_checkpoint_sha256": source_sha256,
         "opset": opset,

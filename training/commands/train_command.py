@@ -55,7 +55,7 @@ from training.models.checkpoint_meta import (
     TrainingRecord,
 )
 from training.models.direct_model import DirectModel
-from training.models.mode2_model import MINDROVE_RATE, Mode1Model, Mode2Model
+from training.models.mode2_model import CONVERTER_HIDDEN, MINDROVE_RATE, Mode1Model, Mode2Model
 from training.models.model_io import load_model_checkpoint
 from training.scoring.metrics import ERROR_THRESHOLD_MM, auroc, mean_pose_verdict, skill_score
 
@@ -84,6 +84,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mano", type=Path, default=None, help="MANO_RIGHT.pkl (default: the open hand model)")
     parser.add_argument("--mano-hands-mean", action="store_true", help="use MANO's hands_mean (flat_hand_mean=False)")
     parser.add_argument("--adapter-init", choices=["geometry", "random"], default="geometry")
+    parser.add_argument(
+        "--converter-hidden",
+        type=positive_int,
+        default=CONVERTER_HIDDEN,
+        help=f"width of the AngleConverter's residual MLP (default {CONVERTER_HIDDEN}, the guide's)",
+    )
+    parser.add_argument(
+        "--adapter-lr",
+        choices=["plain", "scaled"],
+        default="plain",
+        help="scaled: the ChannelAdapter learns at --lr × its weights' scale (at plain it barely moves)",
+    )
+    parser.add_argument(
+        "--adapter-l2",
+        type=bounded_float(0.0, 1e6),
+        default=0.0,
+        help="weight of a penalty pulling the ChannelAdapter towards the electrode geometry (default 0: none)",
+    )
+    parser.add_argument(
+        "--finetune-backbone",
+        choices=["none", "decoder"],
+        default="none",
+        help="decoder: also train the backbone's LSTM decoder (at 0.1× the learning rate); default: frozen",
+    )
     parser.add_argument(
         "--highpass-hz",
         type=positive_float,
@@ -221,7 +245,23 @@ def _check_arguments(args: argparse.Namespace) -> torch.device:
     check_writable_dir(args.out, what="--out")
     if args.mano is not None and not args.mano.is_file():
         raise UserError(f"--mano {args.mano}: no such file — {WHERE_TO_GET_MANO}")
+    _refuse_options_that_do_not_apply(args)
     return pick_device(args.device)
+
+
+def _refuse_options_that_do_not_apply(args: argparse.Namespace) -> None:
+    """The Mode 2 variants' options name parts the other architectures do not have."""
+    given = {
+        "--converter-hidden": args.converter_hidden != CONVERTER_HIDDEN,
+        "--adapter-l2": args.adapter_l2 > 0,
+        "--adapter-lr": args.adapter_lr != "plain",
+        "--finetune-backbone": args.finetune_backbone != "none",
+    }
+    adapter_options = ("--adapter-l2", "--adapter-lr")
+    parts = {"direct": given, "mode1": {k: v for k, v in given.items() if k not in adapter_options}, "mode2": {}}
+    wrong = [option for option, set_ in parts[args.arch].items() if set_]
+    if wrong:
+        raise UserError(f"{', '.join(wrong)}: not for --arch {args.arch} (options of Mode 2's parts)")
 
 
 def _join_ranks() -> int:
@@ -260,20 +300,52 @@ class _Built:
     backbone: BackboneRecord | None = None
 
 
-def build_arch(arch: str, hand: HandModelParams, backbone_path: Path | None, adapter_init: str) -> _Built:
+def build_arch(
+    arch: str,
+    hand: HandModelParams,
+    backbone_path: Path | None,
+    adapter_init: str,
+    *,
+    converter_hidden: int = CONVERTER_HIDDEN,
+    backbone_finetune: str = "none",
+) -> _Built:
     """The untrained model of `arch` ("mode2", "mode1" or "direct") around the given (or shipped) backbone."""
     if arch == "direct":
-        return _Built(DirectModel(hand), ModelConfig(adapter_init=adapter_init))
+        return _Built(DirectModel(hand), ModelConfig(adapter_init=adapter_init, arch=arch))
     backbone, info = load_backbone(backbone_path)
     scale = float(info.provenance.get("input_rms", 1.0))
     model_class = Mode1Model if arch == "mode1" else Mode2Model
-    model = model_class(backbone, hand, adapter_init=adapter_init, backbone_input_scale=scale)
+    try:
+        model = model_class(
+            backbone,
+            hand,
+            adapter_init=adapter_init,
+            backbone_input_scale=scale,
+            converter_hidden=converter_hidden,
+            backbone_finetune=backbone_finetune,
+        )
+    except ValueError as error:
+        raise UserError(f"--arch {arch}: {error}") from error
     record = BackboneRecord(kind=info.kind, path=info.path, sha256=info.sha256, config=info.config.to_dict())
-    return _Built(model, ModelConfig(adapter_init=adapter_init, backbone_input_scale=scale), record)
+    config = ModelConfig(
+        adapter_init=adapter_init,
+        backbone_input_scale=scale,
+        arch=arch,
+        converter_hidden=converter_hidden if arch == "mode2" else CONVERTER_HIDDEN,
+        backbone_finetune=backbone_finetune,
+    )
+    return _Built(model, config, record)
 
 
 def _build_model(args: argparse.Namespace, hand: HandModelParams) -> _Built:
-    return build_arch(args.arch, hand, args.backbone, args.adapter_init)
+    return build_arch(
+        args.arch,
+        hand,
+        args.backbone,
+        args.adapter_init,
+        converter_hidden=args.converter_hidden,
+        backbone_finetune=args.finetune_backbone,
+    )
 
 
 def input_filter_from_args(args: argparse.Namespace) -> InputFilter:
@@ -363,6 +435,8 @@ def _train_config(args: argparse.Namespace, prefix: str, device: torch.device) -
         initial_state=args.initial_state,
         prefix=prefix,
         device=str(device),
+        adapter_l2=args.adapter_l2,
+        scale_adapter_lr=args.adapter_lr == "scaled",
     )
 
 

@@ -51,6 +51,8 @@ class TrainConfig:
     prefix: str = "transfer_mode2"
     progress: bool = True
     device: str = "cpu"
+    adapter_l2: float = 0.0  # weight of the adapter regulariser (Mode2Model.adapter_deviation); 0 = none
+    scale_adapter_lr: bool = False  # the adapter learns at lr × its weights' scale (Mode2Model.parameter_groups)
 
 
 class TrainingDiverged(UserError):
@@ -191,12 +193,23 @@ def _start(
     if world > 1:
         for p in parameters:
             dist.broadcast(p.data, src=0)
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    groups = (
+        model.parameter_groups(config.lr, scale_adapter_lr=config.scale_adapter_lr)
+        if hasattr(model, "parameter_groups")
+        else parameters
+    )
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.t0)
     state = TrainState()
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
-        optimizer.load_state_dict(resume["optimizer"])
+        try:
+            optimizer.load_state_dict(resume["optimizer"])
+        except ValueError as error:  # another number or size of parameter groups
+            raise UserError(
+                f"--resume: the saved optimizer does not fit this run's trainable parts ({error}); resume with the "
+                "--adapter-lr and --finetune-backbone options of the run that wrote it"
+            ) from error
         scheduler.load_state_dict(resume["scheduler"])
         state = TrainState(resume["epoch"], resume["best_val_loss"], resume["history"])
         rng = np.random.default_rng([config.seed, state.epoch])
@@ -223,9 +236,12 @@ def _train_epoch(fit: _Fit, train_windows: WindowSet) -> dict[str, float]:
         use_label = torch.as_tensor(fit.rng.random(len(index)) < 0.5)[:, None]
         initial = torch.where(use_label, train_windows.initial[index], fit.train_mean.expand(len(index), 20))
         result = losses(fit.model, _batch(train_windows, index, initial, config.device))
-        if not torch.isfinite(result["objective"]).all():
+        objective = result["objective"]
+        if config.adapter_l2:
+            objective = objective + config.adapter_l2 * fit.model.adapter_deviation()
+        if not torch.isfinite(objective).all():
             raise TrainingDiverged(_diverged_message(config, state.epoch, "training", train_windows))
-        _step(fit, result["objective"])
+        _step(fit, objective)
         for key in sums:
             sums[key] += float(result[key].detach()) * len(index)
         bar.set_postfix(loss=f"{float(result['total'].detach()):.4f}")

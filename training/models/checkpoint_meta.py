@@ -6,7 +6,8 @@ layout it has always had (so files written before this module existed load uncha
     format_version  int   the meta version (absent in the earliest files: read as 1)
     kind            str   "mode2" or "direct"
     hand_model      table HandModelParams, arrays as tensors
-    config          table adapter_init, backbone_input_scale (optional: defaults)
+    config          table adapter_init, backbone_input_scale (optional: defaults); from version 4 also arch
+                    (mode2 | mode1 | direct), converter_hidden, backbone_finetune (none | decoder)
     backbone        table kind, path, sha256, config (required for mode2)
     normalisation   table method, std (µV per channel), units, input_filter (the causal filter's sections)
     training        table command, seed, train/val sessions, train_emg_sha256, windows, minutes, synthetic
@@ -37,7 +38,9 @@ from firmware_bridge.emg_filter import FilterSpecError, InputFilter
 from training.hand.params import HandModelParams
 from training.models.checkpoint_io import CheckpointError
 
-META_VERSION = 3
+META_VERSION = 4
+# 4: config gained arch, converter_hidden and backbone_finetune (older files: arch told by the weights — Mode 1's
+# fixed angle map — the guide's 128-wide converter, a frozen backbone)
 # 3: metrics gained the optional val_fingertip_mm, val_flexion_error_deg, val_mean_pose_mpjpe_mm, val_skill
 # (version 2 files, without them, load unchanged)
 # version 1 models cut raw windows and detrended each one; version 2 filters the stream causally first
@@ -160,20 +163,48 @@ def _names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
+ARCHES = ("mode2", "mode1", "direct")
+FINETUNE_CHOICES = ("none", "decoder")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     adapter_init: str = "geometry"
     backbone_input_scale: float = 1.0
+    arch: str = ""  # "" in files before version 4: the loader tells Mode 1 from Mode 2 by the weights
+    converter_hidden: int = 128
+    backbone_finetune: str = "none"  # "decoder": the backbone's LSTM decoder was trained too
 
     @classmethod
     def read(cls, table: _Table | None) -> ModelConfig:
         if table is None:
             return cls()
         table.refuse_unknown(_names(cls))
-        return cls(table.text("adapter_init", "geometry"), table.number("backbone_input_scale", 1.0))
+        arch = table.text("arch", "") or ""
+        if arch and arch not in ARCHES:
+            raise table.fail("arch", " or ".join(repr(a) for a in ARCHES))
+        finetune = table.text("backbone_finetune", "none") or "none"
+        if finetune not in FINETUNE_CHOICES:
+            raise table.fail("backbone_finetune", " or ".join(repr(c) for c in FINETUNE_CHOICES))
+        hidden = table.integer("converter_hidden", 128)
+        if hidden is None or hidden < 1:
+            raise table.fail("converter_hidden", "a positive whole number")
+        return cls(
+            table.text("adapter_init", "geometry"),
+            table.number("backbone_input_scale", 1.0),
+            arch,
+            hidden,
+            finetune,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"adapter_init": self.adapter_init, "backbone_input_scale": self.backbone_input_scale}
+        return {
+            "adapter_init": self.adapter_init,
+            "backbone_input_scale": self.backbone_input_scale,
+            "arch": self.arch,
+            "converter_hidden": self.converter_hidden,
+            "backbone_finetune": self.backbone_finetune,
+        }
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,9 @@ class ChannelAdapter(nn.Module):
         return self.linear(x.transpose(1, 2)).transpose(1, 2)
 
 
+CONVERTER_HIDDEN = 128  # the guide's AngleConverter width
+BACKBONE_FINETUNE = ("none", "decoder")  # which backbone layers train (decoder: its LSTM and output layer)
+BACKBONE_LR_FACTOR = 0.1  # fine-tuned backbone layers learn at this fraction of the learning rate
 UPSAMPLE_WEIGHTS = (0.125, 0.375, 0.625, 0.875)  # positions of the 4 new samples between two neighbours
 
 
@@ -123,7 +126,7 @@ class AngleConverter(nn.Module):
     """emg2pose angles (…,20) → MANO θ (…,45): the analytic axis map (trainable) + a residual MLP
     that starts at zero, so training starts from a sensible converter."""
 
-    def __init__(self, hidden: int = 128) -> None:
+    def __init__(self, hidden: int = CONVERTER_HIDDEN) -> None:
         super().__init__()
         self.linear = nn.Linear(20, 45)
         with torch.no_grad():
@@ -166,14 +169,24 @@ class Mode2Model(nn.Module):
         *,
         adapter_init: str = "geometry",
         backbone_input_scale: float = 1.0,
+        converter_hidden: int = CONVERTER_HIDDEN,
+        backbone_finetune: str = "none",
     ) -> None:
         super().__init__()
         from training.hand.fk_torch import HandForward
 
+        if backbone_finetune not in BACKBONE_FINETUNE:
+            raise ValueError(f"backbone_finetune must be one of {BACKBONE_FINETUNE}, not {backbone_finetune!r}")
         self.preprocess = Preprocess()
         self.adapter = ChannelAdapter(init=adapter_init, output_scale=backbone_input_scale)
+        self.adapter_scale = backbone_input_scale
+        self.adapter_prior = (
+            geometry_adapter_init() * backbone_input_scale if adapter_init == "geometry" else torch.zeros(16, 8)
+        )
         self.backbone = backbone.eval().requires_grad_(False)
-        self.converter = AngleConverter()
+        if backbone_finetune == "decoder":  # the guide's "fine-tune the backbone's last layers"
+            self.backbone.decoder.requires_grad_(True)
+        self.converter = AngleConverter(converter_hidden)
         self.hand = HandForward(hand).requires_grad_(False)
         features = backbone.cfg.features
         self.confidence_head = ConfidenceHead(features + 20 + 8)
@@ -232,6 +245,33 @@ class Mode2Model(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def parameter_groups(self, lr: float, *, scale_adapter_lr: bool = False) -> list[dict]:
+        """Optimizer groups. Fine-tuned backbone layers (if any) learn BACKBONE_LR_FACTOR times slower, so a
+        few minutes of one person's data nudge the pretrained weights instead of overwriting them.
+
+        `scale_adapter_lr`: the adapter learns at lr × the backbone's input scale. Its weights are that scale
+        (≈ 89 for the shipped backbones) times the electrode geometry, and Adam's steps are about lr in absolute
+        size whatever the weight's size: at the plain lr the adapter moves ~0.1 % of its size in a whole run —
+        it is all but frozen. Scaled, it moves like a unit-size weight would (Adam is invariant to the
+        gradient's scale, so this equals training `scale × W` with W of unit size)."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        adapter = list(self.adapter.parameters()) if scale_adapter_lr else []
+        taken = {id(p) for p in backbone + adapter}
+        rest = [p for p in self.trainable_parameters() if id(p) not in taken]
+        groups: list[dict] = [{"params": rest, "lr": lr}]
+        if adapter:
+            groups.append({"params": adapter, "lr": lr * self.adapter_scale})
+        if backbone:
+            groups.append({"params": backbone, "lr": lr * BACKBONE_LR_FACTOR})
+        return groups
+
+    def adapter_deviation(self) -> torch.Tensor:
+        """Mean squared distance of the adapter's weights from its prior (the electrode geometry, scaled as at
+        initialisation; zero for a random init), relative to the prior's scale: the adapter regulariser."""
+        prior = self.adapter_prior.to(self.adapter.linear.weight)
+        scale = prior.abs().max().clamp_min(1e-6) if bool(prior.any()) else 1.0
+        return ((self.adapter.linear.weight - prior) / scale).pow(2).mean()
+
 
 class FixedAngleMap(nn.Module):
     """emg2pose angles (…,20) → MANO θ (…,45) by the geometric axis map of training/hand/angle_map.py, as a
@@ -261,9 +301,13 @@ class Mode1Model(Mode2Model):
         *,
         adapter_init: str = "geometry",
         backbone_input_scale: float = 1.0,
+        converter_hidden: int = CONVERTER_HIDDEN,
+        backbone_finetune: str = "none",
     ) -> None:
+        if backbone_finetune != "none":
+            raise ValueError("Mode 1 trains the adapter only: the backbone cannot be fine-tuned in it")
         super().__init__(backbone, hand, adapter_init=adapter_init, backbone_input_scale=backbone_input_scale)
-        self.converter = FixedAngleMap()
+        self.converter = FixedAngleMap()  # converter_hidden does not apply: the map has no hidden layer
         self.confidence_head.requires_grad_(False)
 
     def _confidence_input(self, features: torch.Tensor, angles: torch.Tensor, level: torch.Tensor) -> torch.Tensor:

@@ -32,15 +32,20 @@ __all__ = [
 
 
 def build_model(meta: CheckpointMeta, *, mode1: bool = False) -> nn.Module:
-    """The model `meta` describes; `mode1`: a Mode 2 checkpoint whose weights are Mode 1's (fixed angle map)."""
+    """The model `meta` describes; `mode1`: a Mode 2 checkpoint whose weights are Mode 1's (fixed angle map):
+    how files written before meta version 4 (which has `config.arch`) are told apart."""
     if meta.kind == "mode2":
         assert meta.backbone is not None  # CheckpointMeta requires it for mode2
         backbone = VEMG2Pose(BackboneConfig(**meta.backbone.config))
-        return (Mode1Model if mode1 else Mode2Model)(
+        config = meta.config
+        is_mode1 = config.arch == "mode1" or (not config.arch and mode1)
+        return (Mode1Model if is_mode1 else Mode2Model)(
             backbone,
             meta.hand_model,
-            adapter_init=meta.config.adapter_init,
-            backbone_input_scale=meta.config.backbone_input_scale,
+            adapter_init=config.adapter_init,
+            backbone_input_scale=config.backbone_input_scale,
+            converter_hidden=config.converter_hidden,
+            backbone_finetune=config.backbone_finetune,
         )
     return DirectModel(meta.hand_model)
 
