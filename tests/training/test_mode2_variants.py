@@ -90,10 +90,8 @@ def test_finetuning_trains_the_decoder_only_and_the_checkpoint_says_so(variant_r
 
 def test_a_finetuned_model_exports_with_its_own_weights(variant_runs: dict[str, Path], small_world: Path) -> None:
     out = variant_runs["variants"].parent / "model.onnx"
-    code = main(
-        ["export-onnx", "--checkpoint", str(variant_runs["variants"]), "--out", str(out)]
-        + ["--data", str(small_world / "s01_r03.h5")]
-    )
+    held_out = str(small_world / "s01_r03.h5")
+    code = main(["export-onnx", "--checkpoint", str(variant_runs["variants"]), "--out", str(out), "--data", held_out])
     assert code == 0
     metadata = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     document = json.loads(metadata[METADATA_KEY])
