@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,33 @@ def test_answer_line_reports_where_mode2_wins() -> None:
     assert (
         module.answer(rows([18, 17, 16], [15, 14, 13])) == "Mode 2 does not beat direct at any amount of data measured"
     )
+
+
+def test_each_variant_trains_mode2_with_its_options(small_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variant names of the curve tool reach the model and the trainer as `mode2 train`'s options would."""
+    module = load_benchmark("learning_curve")
+    from training.data.windows import load_sessions
+
+    data = module.subject_data(load_sessions([str(small_world / "s01_r0?.h5")], quiet=True), "s01", "r03")
+    seen: dict[str, tuple] = {}
+    real_train = module.train
+
+    def recording_train(model: Any, train_windows: Any, log_windows: Any, config: Any, meta: Any) -> Any:
+        seen[current] = (model, config, meta.config)
+        return real_train(model, train_windows, log_windows, config, meta)
+
+    monkeypatch.setattr(module, "train", recording_train)
+    args = module.parse_args(["--data", "x", "--out", "y", "--epochs", "1", "--threads", "1"])
+    for current in module.VARIANTS:
+        run = module.run_one(data, current, 1, 0.3, args)
+        assert run.arch == current and run.metrics["mpjpe_mean_mm"] > 0
+    model, config, _ = seen["mode2-alr-reg"]
+    assert config.scale_adapter_lr and config.adapter_l2 == 1.0
+    assert config.prefix == "transfer_mode2" and type(model).__name__ == "Mode2Model"
+    assert (
+        seen["mode2-wide"][2].converter_hidden == 512
+        and seen["mode2-wide"][0].converter.residual[0].out_features == 512
+    )
+    assert seen["mode2-ft"][2].backbone_finetune == "decoder"
+    assert any(p.requires_grad for p in seen["mode2-ft"][0].backbone.decoder.parameters())
+    assert not seen["mode2-alr"][1].adapter_l2 and seen["mode2-alr"][1].scale_adapter_lr
