@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--converter-hidden",
         type=positive_int,
         default=CONVERTER_HIDDEN,
-        help=f"width of the AngleConverter's residual MLP (default {CONVERTER_HIDDEN}, the guide's)",
+        help=f"width of the AngleConverter's residual MLP (default {CONVERTER_HIDDEN}; the guide's wider: 512)",
     )
     parser.add_argument(
         "--adapter-lr",

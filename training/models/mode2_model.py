@@ -106,7 +106,7 @@ class ChannelAdapter(nn.Module):
         return self.linear(x.transpose(1, 2)).transpose(1, 2)
 
 
-CONVERTER_HIDDEN = 128  # the guide's AngleConverter width
+CONVERTER_HIDDEN = 128  # the AngleConverter residual MLP's width (the guide's "wider" suggestion is 512)
 BACKBONE_FINETUNE = ("none", "decoder")  # which backbone layers train (decoder: its LSTM and output layer)
 BACKBONE_LR_FACTOR = 0.1  # fine-tuned backbone layers learn at this fraction of the learning rate
 UPSAMPLE_WEIGHTS = (0.125, 0.375, 0.625, 0.875)  # positions of the 4 new samples between two neighbours
