@@ -135,13 +135,13 @@ def test_each_variant_trains_mode2_with_its_options(small_world: Path, monkeypat
     for current in module.VARIANTS:
         run = module.run_one(data, current, 1, 0.3, args)
         assert run.arch == current and run.metrics["mpjpe_mean_mm"] > 0
-    model, config, _ = seen["mode2-alr-reg"]
-    assert config.scale_adapter_lr and config.adapter_l2 == 1.0
+    model, config, model_config = seen["mode2-guide"]
+    assert not config.scale_adapter_lr and model_config.backbone_finetune == "none"
     assert config.prefix == "transfer_mode2" and type(model).__name__ == "Mode2Model"
-    assert (
-        seen["mode2-wide"][2].converter_hidden == 512
-        and seen["mode2-wide"][0].converter.residual[0].out_features == 512
-    )
-    assert seen["mode2-ft"][2].backbone_finetune == "decoder"
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    wide_model, wide_config, wide_model_config = seen["mode2-wide"]
+    assert wide_model_config.converter_hidden == 512 and wide_model.converter.residual[0].out_features == 512
+    assert not wide_config.scale_adapter_lr and wide_model_config.backbone_finetune == "none"
+    assert seen["mode2-ft"][2].backbone_finetune == "decoder" and not seen["mode2-ft"][1].scale_adapter_lr
     assert any(p.requires_grad for p in seen["mode2-ft"][0].backbone.decoder.parameters())
-    assert not seen["mode2-alr"][1].adapter_l2 and seen["mode2-alr"][1].scale_adapter_lr
+    assert seen["mode2-alr"][1].scale_adapter_lr and seen["mode2-alr"][2].backbone_finetune == "none"

@@ -14,7 +14,7 @@ from training.hand.angle_map import emg2pose_angles_to_mano_pose
 from training.hand.open_hand import open_hand_model
 from training.models.backbone import BackboneConfig, VEMG2Pose
 from training.models.checkpoint_meta import BackboneRecord, CheckpointMeta
-from training.models.mode2_model import Mode1Model, Mode2Model
+from training.models.mode2_model import Mode1Model, Mode2Model, geometry_adapter_init
 from training.models.model_io import load_model_checkpoint, save_model_checkpoint
 
 
@@ -93,3 +93,14 @@ def test_export_refuses_a_mode1_checkpoint(mode1_run: Path, tmp_path: Path, caps
     assert code == 2
     assert "Mode 1 is a diagnostic, export Mode 2" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_mode1_checkpoints_name_their_arch_and_their_adapter_learns(mode1_run: Path) -> None:
+    model, meta = load_model_checkpoint(mode1_run / "transfer_mode1_best.pth")
+    assert isinstance(model, Mode1Model)
+    assert (meta.config.arch, meta.config.backbone_finetune) == ("mode1", "none")
+    # at the default (scaled) adapter lr the adapter leaves its initial geometry (at the plain lr it moved
+    # ~0.1 % of its size in a whole run: Mode 1 was then the fixed geometry, not a trained adapter)
+    prior = geometry_adapter_init() * model.adapter_scale
+    moved = float((model.adapter.linear.weight.detach() - prior).pow(2).mean().sqrt() / model.adapter_scale)
+    assert moved > 0.002

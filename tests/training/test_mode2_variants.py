@@ -1,5 +1,5 @@
-"""The Mode 2 variants the guide leaves open (issue 15): the adapter's learning rate, its regulariser, a wider
-AngleConverter and fine-tuning the backbone's decoder — trained by `mode2 train`, saved, reloaded, exported."""
+"""The Mode 2 variants the guide leaves open (issue 15): the adapter's learning rate, a wider AngleConverter and
+fine-tuning the backbone's decoder — trained by `mode2 train`, saved, reloaded, exported."""
 
 from __future__ import annotations
 
@@ -36,14 +36,13 @@ def _adapter_movement(model: Mode2Model) -> float:
 
 @pytest.fixture(scope="module")
 def variant_runs(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The same 1-epoch run three ways: the guide's plain settings, the variants, the variants + a strong
-    adapter regulariser."""
+    """The same 1-epoch run two ways: the guide's settings (frozen backbone, plain lr) and today's defaults
+    with a narrower converter."""
     root = tmp_path_factory.mktemp("variants")
-    variants = ["--adapter-lr", "scaled", "--finetune-backbone", "decoder", "--converter-hidden", "24"]
+    guide = ["--adapter-lr", "plain", "--finetune-backbone", "none"]
     return {
-        "plain": _train(small_world, root / "plain"),
-        "variants": _train(small_world, root / "variants", *variants),
-        "regularised": _train(small_world, root / "regularised", *variants, "--adapter-l2", "1000"),
+        "plain": _train(small_world, root / "plain", *guide),
+        "variants": _train(small_world, root / "variants", "--converter-hidden", "24"),
     }
 
 
@@ -55,13 +54,6 @@ def test_at_the_plain_lr_the_adapter_hardly_moves_and_the_scaled_lr_frees_it(var
     moved_plain, moved_scaled = _adapter_movement(plain), _adapter_movement(scaled)
     assert moved_plain < 0.002, f"plain lr: the adapter moved {moved_plain:.4f} of its scale"
     assert moved_scaled > 10 * moved_plain, (moved_plain, moved_scaled)
-
-
-def test_the_regulariser_holds_the_adapter_near_the_electrode_geometry(variant_runs: dict[str, Path]) -> None:
-    free, _ = load_model_checkpoint(variant_runs["variants"])
-    held, _ = load_model_checkpoint(variant_runs["regularised"])
-    assert isinstance(free, Mode2Model) and isinstance(held, Mode2Model)
-    assert _adapter_movement(held) < 0.5 * _adapter_movement(free)
 
 
 def test_finetuning_trains_the_decoder_only_and_the_checkpoint_says_so(variant_runs: dict[str, Path]) -> None:

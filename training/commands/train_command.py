@@ -55,7 +55,13 @@ from training.models.checkpoint_meta import (
     TrainingRecord,
 )
 from training.models.direct_model import DirectModel
-from training.models.mode2_model import CONVERTER_HIDDEN, MINDROVE_RATE, Mode1Model, Mode2Model
+from training.models.mode2_model import (
+    CONVERTER_HIDDEN,
+    DEFAULT_BACKBONE_FINETUNE,
+    MINDROVE_RATE,
+    Mode1Model,
+    Mode2Model,
+)
 from training.models.model_io import load_model_checkpoint
 from training.scoring.metrics import ERROR_THRESHOLD_MM, auroc, mean_pose_verdict, skill_score
 
@@ -87,26 +93,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--converter-hidden",
         type=positive_int,
-        default=CONVERTER_HIDDEN,
+        default=None,
         help=f"width of the AngleConverter's residual MLP (default {CONVERTER_HIDDEN}; the guide's wider: 512)",
     )
     parser.add_argument(
         "--adapter-lr",
         choices=["plain", "scaled"],
-        default="plain",
-        help="scaled: the ChannelAdapter learns at --lr × its weights' scale (at plain it barely moves)",
-    )
-    parser.add_argument(
-        "--adapter-l2",
-        type=bounded_float(0.0, 1e6),
-        default=0.0,
-        help="weight of a penalty pulling the ChannelAdapter towards the electrode geometry (default 0: none)",
+        default=None,
+        help="scaled (default): the ChannelAdapter learns at --lr × its weights' scale; plain: at --lr, where it "
+        "barely moves (the guide's setting)",
     )
     parser.add_argument(
         "--finetune-backbone",
         choices=["none", "decoder"],
-        default="none",
-        help="decoder: also train the backbone's LSTM decoder (at 0.1× the learning rate); default: frozen",
+        default=None,
+        help="decoder (Mode 2's default): the backbone's LSTM decoder trains too, at 0.1× the learning rate; "
+        "none: the whole backbone frozen (the guide's setting; Mode 1's only one)",
     )
     parser.add_argument(
         "--highpass-hz",
@@ -252,13 +254,11 @@ def _check_arguments(args: argparse.Namespace) -> torch.device:
 def _refuse_options_that_do_not_apply(args: argparse.Namespace) -> None:
     """The Mode 2 variants' options name parts the other architectures do not have."""
     given = {
-        "--converter-hidden": args.converter_hidden != CONVERTER_HIDDEN,
-        "--adapter-l2": args.adapter_l2 > 0,
-        "--adapter-lr": args.adapter_lr != "plain",
-        "--finetune-backbone": args.finetune_backbone != "none",
+        "--converter-hidden": args.converter_hidden is not None,
+        "--adapter-lr": args.adapter_lr is not None,
+        "--finetune-backbone": args.finetune_backbone not in (None, "none"),
     }
-    adapter_options = ("--adapter-l2", "--adapter-lr")
-    parts = {"direct": given, "mode1": {k: v for k, v in given.items() if k not in adapter_options}, "mode2": {}}
+    parts = {"direct": given, "mode1": {k: v for k, v in given.items() if k != "--adapter-lr"}, "mode2": {}}
     wrong = [option for option, set_ in parts[args.arch].items() if set_]
     if wrong:
         raise UserError(f"{', '.join(wrong)}: not for --arch {args.arch} (options of Mode 2's parts)")
@@ -306,10 +306,14 @@ def build_arch(
     backbone_path: Path | None,
     adapter_init: str,
     *,
-    converter_hidden: int = CONVERTER_HIDDEN,
-    backbone_finetune: str = "none",
+    converter_hidden: int | None = None,
+    backbone_finetune: str | None = None,
 ) -> _Built:
-    """The untrained model of `arch` ("mode2", "mode1" or "direct") around the given (or shipped) backbone."""
+    """The untrained model of `arch` ("mode2", "mode1" or "direct") around the given (or shipped) backbone;
+    None = the arch's default (Mode 2: DEFAULT_BACKBONE_FINETUNE, Mode 1: frozen)."""
+    converter_hidden = converter_hidden or CONVERTER_HIDDEN
+    if backbone_finetune is None:
+        backbone_finetune = DEFAULT_BACKBONE_FINETUNE if arch == "mode2" else "none"
     if arch == "direct":
         return _Built(DirectModel(hand), ModelConfig(adapter_init=adapter_init, arch=arch))
     backbone, info = load_backbone(backbone_path)
@@ -435,8 +439,7 @@ def _train_config(args: argparse.Namespace, prefix: str, device: torch.device) -
         initial_state=args.initial_state,
         prefix=prefix,
         device=str(device),
-        adapter_l2=args.adapter_l2,
-        scale_adapter_lr=args.adapter_lr == "scaled",
+        scale_adapter_lr=args.adapter_lr != "plain",
     )
 
 

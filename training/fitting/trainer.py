@@ -51,8 +51,8 @@ class TrainConfig:
     prefix: str = "transfer_mode2"
     progress: bool = True
     device: str = "cpu"
-    adapter_l2: float = 0.0  # weight of the adapter regulariser (Mode2Model.adapter_deviation); 0 = none
-    scale_adapter_lr: bool = False  # the adapter learns at lr × its weights' scale (Mode2Model.parameter_groups)
+    # the adapter learns at lr × its weights' scale (Mode2Model.parameter_groups); False: the guide's plain lr
+    scale_adapter_lr: bool = True
 
 
 class TrainingDiverged(UserError):
@@ -236,12 +236,9 @@ def _train_epoch(fit: _Fit, train_windows: WindowSet) -> dict[str, float]:
         use_label = torch.as_tensor(fit.rng.random(len(index)) < 0.5)[:, None]
         initial = torch.where(use_label, train_windows.initial[index], fit.train_mean.expand(len(index), 20))
         result = losses(fit.model, _batch(train_windows, index, initial, config.device))
-        objective = result["objective"]
-        if config.adapter_l2:
-            objective = objective + config.adapter_l2 * fit.model.adapter_deviation()
-        if not torch.isfinite(objective).all():
+        if not torch.isfinite(result["objective"]).all():
             raise TrainingDiverged(_diverged_message(config, state.epoch, "training", train_windows))
-        _step(fit, objective)
+        _step(fit, result["objective"])
         for key in sums:
             sums[key] += float(result[key].detach()) * len(index)
         bar.set_postfix(loss=f"{float(result['total'].detach()):.4f}")

@@ -1,8 +1,9 @@
-"""The Mode 2 transfer model (seed guide): MindRove 8 ch @ 500 Hz → frozen emg2pose backbone → MANO.
+"""The Mode 2 transfer model (seed guide): MindRove 8 ch @ 500 Hz → pretrained emg2pose backbone → MANO.
 
     raw µV ─► causal high-pass (outside the graph: firmware_bridge/emg_filter.py, state carried across windows)
       ─► window (B,8,1000) ─► z-score (training statistics) ─► ChannelAdapter 8→16 (trainable)
-      ─► ×4 causal linear upsampling to 2 kHz (fixed) ─► vemg2pose (frozen) ─► 20 angles at 2 kHz
+      ─► ×4 causal linear upsampling to 2 kHz (fixed) ─► vemg2pose (encoder frozen; its LSTM decoder
+         fine-tuned at 0.1× the lr by default, `backbone_finetune`) ─► 20 angles at 2 kHz
       ─► AngleConverter 20→45 θ (trainable) ─► hand forward kinematics (frozen) ─► 21 joints
       + confidence head (trainable) on the backbone's last features → predicted error → confidence
 
@@ -10,8 +11,8 @@ Everything after the filter is a plain tensor op inside the module, so the ONNX 
 device cannot drift from training. The filter is causal and runs on the continuous stream, and the upsampler
 only interpolates between neighbouring samples of the window, so the encoder's input for a stretch of signal
 is the same in every window that contains it: the streaming engines reuse it (runtime/inference.py).
-The backbone and the hand model are frozen with `requires_grad_(False)` (never `torch.no_grad()`), so
-gradients still flow through them to the adapter.
+The backbone (but for a fine-tuned decoder) and the hand model are frozen with `requires_grad_(False)` (never
+`torch.no_grad()`), so gradients still flow through them to the adapter.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class ChannelAdapter(nn.Module):
 
 CONVERTER_HIDDEN = 128  # the AngleConverter residual MLP's width (the guide's "wider" suggestion is 512)
 BACKBONE_FINETUNE = ("none", "decoder")  # which backbone layers train (decoder: its LSTM and output layer)
+# `mode2 train`'s default since issue 15's variants: fine-tuning the decoder won on new subjects' held-out
+# sessions at 1, 2 and 5 minutes of data (README, "Mode 2 variants"); a model's own setting is in its checkpoint
+DEFAULT_BACKBONE_FINETUNE = "decoder"
 BACKBONE_LR_FACTOR = 0.1  # fine-tuned backbone layers learn at this fraction of the learning rate
 UPSAMPLE_WEIGHTS = (0.125, 0.375, 0.625, 0.875)  # positions of the 4 new samples between two neighbours
 
@@ -180,9 +184,6 @@ class Mode2Model(nn.Module):
         self.preprocess = Preprocess()
         self.adapter = ChannelAdapter(init=adapter_init, output_scale=backbone_input_scale)
         self.adapter_scale = backbone_input_scale
-        self.adapter_prior = (
-            geometry_adapter_init() * backbone_input_scale if adapter_init == "geometry" else torch.zeros(16, 8)
-        )
         self.backbone = backbone.eval().requires_grad_(False)
         if backbone_finetune == "decoder":  # the guide's "fine-tune the backbone's last layers"
             self.backbone.decoder.requires_grad_(True)
@@ -264,13 +265,6 @@ class Mode2Model(nn.Module):
         if backbone:
             groups.append({"params": backbone, "lr": lr * BACKBONE_LR_FACTOR})
         return groups
-
-    def adapter_deviation(self) -> torch.Tensor:
-        """Mean squared distance of the adapter's weights from its prior (the electrode geometry, scaled as at
-        initialisation; zero for a random init), relative to the prior's scale: the adapter regulariser."""
-        prior = self.adapter_prior.to(self.adapter.linear.weight)
-        scale = prior.abs().max().clamp_min(1e-6) if bool(prior.any()) else 1.0
-        return ((self.adapter.linear.weight - prior) / scale).pow(2).mean()
 
 
 class FixedAngleMap(nn.Module):

@@ -1,0 +1,140 @@
+"""Mode 2 variants against one baseline, paired per subject and seed (issue 15), from learning-curve runs.
+
+Between-subject spread (± 3.5 mm here) hides differences of a millimetre, while the same subject, seed and data
+trained two ways differ by exactly the change made. This reads the `learning_curve.json` files of
+benchmarks/learning_curve.py runs on the same world and seeds (one file per arch or several archs per file),
+pairs every variant's run with the baseline's run of the same subject, seed and minutes, and prints per variant
+and amount: the mean difference in held-out MPJPE (negative = the variant is better), the per-subject
+differences, how many pairs it wins, and the confidence AUROC beside the baseline's. It plots the paired
+differences (`--plot`).
+
+    python benchmarks/paired_variants.py --curves A/learning_curve.json B/learning_curve.json \\
+        --baseline mode2 --plot docs/mode2_variants.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Key = tuple[str, int, float]  # subject, seed, minutes used
+
+
+def load_runs(paths: list[Path]) -> dict[str, dict[Key, dict[str, Any]]]:
+    """arch → (subject, seed, minutes) → run; a later file's run of the same key replaces an earlier one."""
+    runs: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+    for path in paths:
+        for run in json.loads(path.read_text())["runs"]:
+            runs[run["arch"]][(run["subject"], run["seed"], round(run["minutes_used"], 3))] = run
+    return runs
+
+
+def paired(runs: dict[str, dict[Key, dict[str, Any]]], baseline: str) -> list[dict[str, Any]]:
+    """One row per variant × minutes with the pairs it shares with the baseline."""
+    if baseline not in runs:
+        raise SystemExit(f"--baseline {baseline}: no such arch in the curves (have {', '.join(sorted(runs))})")
+    rows = []
+    for arch, mine in runs.items():
+        if arch == baseline:
+            continue
+        for minutes in sorted({k[2] for k in mine}):
+            keys = sorted(k for k in mine if k[2] == minutes and k in runs[baseline])
+            if not keys:
+                continue
+            delta = [mine[k]["metrics"]["mpjpe_mean_mm"] - runs[baseline][k]["metrics"]["mpjpe_mean_mm"] for k in keys]
+            rows.append(
+                {
+                    "arch": arch,
+                    "minutes": minutes,
+                    "pairs": [f"{k[0]}/seed {k[1]}" for k in keys],
+                    "delta_mm": delta,
+                    "mean_delta_mm": float(np.mean(delta)),
+                    "wins": sum(d < 0 for d in delta),
+                    "mpjpe_mm": float(np.mean([mine[k]["metrics"]["mpjpe_mean_mm"] for k in keys])),
+                    "baseline_mpjpe_mm": float(np.mean([runs[baseline][k]["metrics"]["mpjpe_mean_mm"] for k in keys])),
+                    "auroc": _mean_auroc(mine[k] for k in keys),
+                    "baseline_auroc": _mean_auroc(runs[baseline][k] for k in keys),
+                }
+            )
+    return rows
+
+
+def _mean_auroc(runs: Any) -> float | None:
+    values = [r["metrics"].get("confidence_auroc") for r in runs]
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def table(rows: list[dict[str, Any]], baseline: str) -> str:
+    lines = [
+        f"| variant | minutes | MPJPE (mm) | {baseline} (mm) | paired Δ mean (mm) | per pair (mm) | wins | "
+        f"AUROC (vs {baseline}) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        auroc = "—" if r["auroc"] is None else f"{r['auroc']:.2f} ({r['baseline_auroc']:.2f})"
+        lines.append(
+            f"| {r['arch']} | {r['minutes']:g} | {r['mpjpe_mm']:.2f} | {r['baseline_mpjpe_mm']:.2f} | "
+            f"{r['mean_delta_mm']:+.2f} | {' / '.join(f'{d:+.2f}' for d in r['delta_mm'])} | "
+            f"{r['wins']}/{len(r['delta_mm'])} | {auroc} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], baseline: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    arches = list(dict.fromkeys(r["arch"] for r in rows))
+    for i, arch in enumerate(arches):
+        mine = [r for r in rows if r["arch"] == arch]
+        x = np.array([r["minutes"] for r in mine]) * (1 + 0.04 * (i - (len(arches) - 1) / 2))  # side by side
+        (line,) = ax.plot(x, [r["mean_delta_mm"] for r in mine], "o-", label=arch)
+        for xi, r in zip(x, mine, strict=True):
+            ax.scatter([xi] * len(r["delta_mm"]), r["delta_mm"], s=12, color=line.get_color(), alpha=0.5)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ticks = sorted({r["minutes"] for r in rows})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("minutes of the new subject's data")
+    ax.set_ylabel(f"held-out MPJPE − {baseline}'s (mm)")
+    ax.set_title(f"Mode 2 variants, paired with {baseline} (dots: subject × seed; below 0 = better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--curves", nargs="+", type=Path, required=True, help="learning_curve.json files")
+    parser.add_argument("--baseline", default="mode2", help="the arch every other one is paired with")
+    parser.add_argument("--plot", type=Path, default=None, help="write the paired differences here (PNG)")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.curves if not p.is_file()]
+    if missing:
+        parser.error(f"--curves: no such file: {', '.join(missing)}")
+    rows = paired(load_runs(args.curves), args.baseline)
+    if not rows:
+        print(f"no run shares a subject, seed and amount with {args.baseline}'s runs", file=sys.stderr)
+        return 1
+    print(table(rows, args.baseline))
+    if args.plot:
+        plot(rows, args.baseline, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
