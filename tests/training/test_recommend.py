@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.fitting.recommend import load_curves, recommend, record_curve
+from training.fitting.recommend import MODE2_SETTINGS, curve_settings, load_curves, recommend, record_curve
 from training.models.backbone import default_backbone_path
 from training.models.checkpoint_io import sha256_of
 
@@ -20,7 +20,7 @@ def _curve(sha: str = "abc", arches: tuple[str, ...] = ("mode2", "mode1", "direc
         for m, v in zip((1.0, 5.0, 20.0), mm[a], strict=True)
     ]
     return {"backbone_sha256": sha, "subjects": ["s01", "s02"], "seeds": [1, 2], "epochs": 20, "synthetic": True,
-            "rows": rows}  # fmt: skip
+            "mode2_settings": dict(MODE2_SETTINGS), "rows": rows}  # fmt: skip
 
 
 def test_the_winner_changes_with_the_amount_of_data_and_mode1_is_never_recommended() -> None:
@@ -59,6 +59,17 @@ def test_interpolation_is_on_log_minutes_and_never_extrapolates() -> None:
 def test_no_curve_for_the_backbone_or_no_direct_baseline_gives_no_advice() -> None:
     assert recommend("other", 5.0, [_curve()]) is None
     assert recommend("abc", 5.0, [_curve(arches=("mode2", "mode1"))]) is None
+
+
+def test_a_curve_measured_with_other_mode2_settings_gives_no_advice() -> None:
+    """A change of Mode 2's defaults makes every curve measured before it stale: it must not advise."""
+    guide = _curve()
+    guide.pop("mode2_settings")  # recorded before curves said which settings they used
+    other = _curve()
+    other["mode2_settings"] = {**MODE2_SETTINGS, "adapter_lr": "plain"}
+    assert recommend("abc", 5.0, [guide]) is None and recommend("abc", 5.0, [other]) is None
+    assert curve_settings("abc", [guide, other]) == [None, other["mode2_settings"]]
+    assert recommend("abc", 5.0, [guide, _curve()]) is not None
 
 
 def test_recording_a_curve_replaces_the_same_backbones_and_keeps_others(tmp_path: Path) -> None:

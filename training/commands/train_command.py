@@ -37,7 +37,7 @@ from training.data.windows import (
     require_labelled,
     split_sessions,
 )
-from training.fitting.recommend import recommend
+from training.fitting.recommend import MODE2_SETTINGS, curve_settings, recommend
 from training.fitting.trainer import TrainConfig, train
 from training.fitting.user_calibration import model_frames, per_donning
 from training.hand.mano_hand import load_mano
@@ -418,13 +418,23 @@ def _recommend(args: argparse.Namespace, data: _Data, built: _Built) -> None:
     minutes = sum(s.duration for s in data.split.train) / 60.0 / max(1, len(subjects))
     advice = recommend(sha, minutes)
     if advice is None:
+        other = curve_settings(sha)
+        measured = (
+            f"the learning curve of backbone {path.name} ({sha[:12]}…) was measured with other Mode 2 settings "
+            f"({other[-1] or 'the guide’s: frozen backbone, plain adapter lr'}; today's: {MODE2_SETTINGS})"
+            if other
+            else f"no learning curve measured for backbone {path.name} ({sha[:12]}…)"
+        )
         print(
-            f"no learning curve measured for backbone {path.name} ({sha[:12]}…): "
-            "`python benchmarks/learning_curve.py … --record-curve` measures one, and then this run says which "
-            "model wins for the amount of data"
+            f"{measured}: `python benchmarks/learning_curve.py … --record-curve` measures one, and then this run "
+            "says which model wins for the amount of data"
         )
         return
-    print(advice.describe(args.arch) + (" per subject" if len(subjects) > 1 else ""))
+    own = args.arch == "mode2" and (
+        args.adapter_lr == "plain" or args.finetune_backbone == "none" or args.converter_hidden is not None
+    )
+    note = " (the curve is for Mode 2's default settings, not the options given here)" if own else ""
+    print(advice.describe(args.arch) + (" per subject" if len(subjects) > 1 else "") + note)
 
 
 def _train_config(args: argparse.Namespace, prefix: str, device: torch.device) -> TrainConfig:

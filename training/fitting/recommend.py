@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.models.mode2_model import DEFAULT_BACKBONE_FINETUNE
+
 CURVES_PATH = Path(__file__).resolve().parents[1] / "assets" / "learning_curves.json"
+# what `mode2 train` trains by default: a curve measured with other Mode 2 settings says nothing about it
+MODE2_SETTINGS = {"backbone_finetune": DEFAULT_BACKBONE_FINETUNE, "adapter_lr": "scaled"}
 NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (diagnostic, cannot be exported)", "direct": "the direct baseline"}
 ROW_KEYS = ("arch", "minutes", "n", "mpjpe_mean_mm", "mpjpe_mean_mm_std")
 DEPLOYABLE = ("mode2", "direct")  # Mode 1 is the guide's diagnostic: never recommended for the device
@@ -66,6 +70,7 @@ def recommendation_entry(result: dict[str, Any], backbone: dict[str, Any], synth
         "seeds": arguments["seeds"],
         "epochs": arguments["epochs"],
         "data": arguments["data"],
+        "mode2_settings": dict(MODE2_SETTINGS),
         "rows": [{k: row[k] for k in ROW_KEYS} for row in result["rows"]],
     }
 
@@ -74,6 +79,12 @@ def record_curve(entry: dict[str, Any], path: Path = CURVES_PATH) -> None:
     """Keep `entry` as the curve of its backbone (replacing an earlier one of the same backbone)."""
     curves = [c for c in load_curves(path) if c["backbone_sha256"] != entry["backbone_sha256"]]
     path.write_text(json.dumps({"curves": [*curves, entry]}, indent=1) + "\n")
+
+
+def curve_settings(backbone_sha256: str, curves: list[dict[str, Any]] | None = None) -> list[dict[str, Any] | None]:
+    """The Mode 2 settings of every curve measured for this backbone (None: recorded before settings were)."""
+    every = load_curves() if curves is None else curves
+    return [c.get("mode2_settings") for c in every if c["backbone_sha256"] == backbone_sha256]
 
 
 def load_curves(path: Path = CURVES_PATH) -> list[dict[str, Any]]:
@@ -95,8 +106,12 @@ def recommend(
     backbone_sha256: str, minutes: float, curves: list[dict[str, Any]] | None = None
 ) -> Recommendation | None:
     """The deployable architecture the curve of this backbone expects to do best at `minutes`, or None when
-    no curve was measured for it (or it lacks Mode 2 or the direct baseline)."""
-    entries = [c for c in (load_curves() if curves is None else curves) if c["backbone_sha256"] == backbone_sha256]
+    no curve was measured for it with today's Mode 2 settings (or it lacks Mode 2 or the direct baseline)."""
+    entries = [
+        c
+        for c in (load_curves() if curves is None else curves)
+        if c["backbone_sha256"] == backbone_sha256 and c.get("mode2_settings") == MODE2_SETTINGS
+    ]
     if not entries:
         return None
     entry = entries[-1]  # the latest measurement of this backbone
