@@ -66,7 +66,13 @@ def render_model_card(
     parity = metadata.get("parity") or {}
     nan = float("nan")
     kind = metadata["model_kind"]
-    described = "Mode 2 transfer on a frozen vemg2pose backbone" if kind == "mode2" else "direct Conv1D+LSTM baseline"
+    finetuned = metadata.get("backbone", {}).get("finetuned", "none")
+    mode2 = "Mode 2 transfer on a " + (
+        "vemg2pose backbone whose LSTM decoder was fine-tuned (encoder frozen)"
+        if finetuned == "decoder"
+        else "frozen vemg2pose backbone"
+    )
+    described = mode2 if kind == "mode2" else "direct Conv1D+LSTM baseline"
     backbone = metadata.get("backbone", {}).get("kind", "—")
     rollout = "a Loop" if graph["has_loop"] else "no Loop (the 50 Hz rollout is unrolled)"
     policies = json.dumps(metadata.get("initial_state_eval_mpjpe_mm"))

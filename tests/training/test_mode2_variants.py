@@ -88,6 +88,8 @@ def test_a_finetuned_model_exports_with_its_own_weights(variant_runs: dict[str, 
     metadata = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     document = json.loads(metadata[METADATA_KEY])
     assert document["backbone"]["finetuned"] == "decoder"
+    card = (out.parent / "model.md").read_text()
+    assert "LSTM decoder was fine-tuned (encoder frozen)" in card and "frozen vemg2pose backbone" not in card
     # the export's parity check ran the ONNX graph against these (fine-tuned) PyTorch weights
     assert document["parity"]["theta_max_abs_rad"] <= THETA_TOLERANCE_RAD
 
