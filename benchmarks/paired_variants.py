@@ -23,6 +23,12 @@ from typing import Any
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from training.scoring.figures import save_figure
+
 Key = tuple[str, int, float]  # subject, seed, minutes used
 
 
@@ -110,10 +116,7 @@ def plot(rows: list[dict[str, Any]], baseline: str, path: Path) -> None:
     ax.set_ylabel(f"held-out MPJPE − {baseline}'s (mm)")
     ax.set_title(f"Mode 2 variants, paired with {baseline} (dots: subject × seed; below 0 = better)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,11 @@ import torch
 from export.parity import THETA_TOLERANCE_RAD
 from runtime.cli import main
 from runtime.model_contract import METADATA_KEY
+from training.hand.open_hand import open_hand_model
+from training.models.backbone import BackboneConfig, VEMG2Pose
 from training.models.backbone_io import load_backbone
 from training.models.checkpoint_io import read_checkpoint_safely
-from training.models.checkpoint_meta import META_VERSION
+from training.models.checkpoint_meta import META_VERSION, BackboneRecord, CheckpointMeta
 from training.models.mode2_model import Mode1Model, Mode2Model, geometry_adapter_init
 from training.models.model_io import load_model_checkpoint, save_model_checkpoint
 
@@ -27,7 +29,7 @@ def _train(small_world: Path, out: Path, *options: str) -> Path:
     return out / "transfer_mode2_best.pth"
 
 
-def _adapter_movement(model: Mode2Model) -> float:
+def adapter_movement(model: Mode2Model) -> float:
     """How far the adapter's weights moved from their initial geometry, relative to their scale (RMS)."""
     scale = model.adapter_scale
     prior = geometry_adapter_init() * scale
@@ -51,7 +53,7 @@ def test_at_the_plain_lr_the_adapter_hardly_moves_and_the_scaled_lr_frees_it(var
     scaled, _ = load_model_checkpoint(variant_runs["variants"])
     assert isinstance(plain, Mode2Model) and isinstance(scaled, Mode2Model)
     assert plain.adapter_scale > 10, "the shipped stand-in's input scale: the adapter's weights are large"
-    moved_plain, moved_scaled = _adapter_movement(plain), _adapter_movement(scaled)
+    moved_plain, moved_scaled = adapter_movement(plain), adapter_movement(scaled)
     assert moved_plain < 0.002, f"plain lr: the adapter moved {moved_plain:.4f} of its scale"
     assert moved_scaled > 10 * moved_plain, (moved_plain, moved_scaled)
 
@@ -114,10 +116,6 @@ def test_options_of_parts_an_architecture_lacks_are_refused(
 
 def test_a_mode1_file_from_before_version_4_is_still_told_by_its_weights(tmp_path: Path) -> None:
     """Files written before `config.arch` existed: Mode 1 is recognised by its fixed map's weight."""
-    from training.hand.open_hand import open_hand_model
-    from training.models.backbone import BackboneConfig, VEMG2Pose
-    from training.models.checkpoint_meta import BackboneRecord, CheckpointMeta
-
     hand = open_hand_model()
     record = BackboneRecord(kind="standin", config=BackboneConfig.standin().to_dict())
     model = Mode1Model(VEMG2Pose(BackboneConfig.standin()), hand, backbone_input_scale=50.0)

@@ -59,10 +59,8 @@ from training.models.mode2_model import (
     CONVERTER_HIDDEN,
     DEFAULT_BACKBONE_FINETUNE,
     MINDROVE_RATE,
-    Mode1Model,
-    Mode2Model,
 )
-from training.models.model_io import load_model_checkpoint
+from training.models.model_io import load_model_checkpoint, mode2_model
 from training.scoring.metrics import ERROR_THRESHOLD_MM, auroc, mean_pose_verdict, skill_score
 
 INTERRUPTED_EXIT = 130  # the shell's convention for "stopped by Ctrl-C" (128 + SIGINT)
@@ -258,8 +256,8 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace) -> None:
         "--adapter-lr": args.adapter_lr is not None,
         "--finetune-backbone": args.finetune_backbone not in (None, "none"),
     }
-    parts = {"direct": given, "mode1": {k: v for k, v in given.items() if k != "--adapter-lr"}, "mode2": {}}
-    wrong = [option for option, set_ in parts[args.arch].items() if set_]
+    lacking = {"direct": tuple(given), "mode1": ("--converter-hidden", "--finetune-backbone"), "mode2": ()}
+    wrong = [option for option in lacking[args.arch] if given[option]]
     if wrong:
         raise UserError(f"{', '.join(wrong)}: not for --arch {args.arch} (options of Mode 2's parts)")
 
@@ -317,27 +315,18 @@ def build_arch(
     if arch == "direct":
         return _Built(DirectModel(hand), ModelConfig(adapter_init=adapter_init, arch=arch))
     backbone, info = load_backbone(backbone_path)
-    scale = float(info.provenance.get("input_rms", 1.0))
-    model_class = Mode1Model if arch == "mode1" else Mode2Model
-    try:
-        model = model_class(
-            backbone,
-            hand,
-            adapter_init=adapter_init,
-            backbone_input_scale=scale,
-            converter_hidden=converter_hidden,
-            backbone_finetune=backbone_finetune,
-        )
-    except ValueError as error:
-        raise UserError(f"--arch {arch}: {error}") from error
-    record = BackboneRecord(kind=info.kind, path=info.path, sha256=info.sha256, config=info.config.to_dict())
     config = ModelConfig(
         adapter_init=adapter_init,
-        backbone_input_scale=scale,
+        backbone_input_scale=float(info.provenance.get("input_rms", 1.0)),
         arch=arch,
         converter_hidden=converter_hidden if arch == "mode2" else CONVERTER_HIDDEN,
         backbone_finetune=backbone_finetune,
     )
+    try:
+        model = mode2_model(backbone, hand, config)
+    except ValueError as error:
+        raise UserError(f"--arch {arch}: {error}") from error
+    record = BackboneRecord(kind=info.kind, path=info.path, sha256=info.sha256, config=info.config.to_dict())
     return _Built(model, config, record)
 
 

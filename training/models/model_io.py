@@ -9,15 +9,17 @@ these are derived from it: keep such checkpoints to yourself, as MANO's licence 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from firmware_bridge.atomic_write import atomic_path
+from training.hand.params import HandModelParams
 from training.models.backbone import BackboneConfig, VEMG2Pose
 from training.models.checkpoint_io import CheckpointError, read_checkpoint_safely
-from training.models.checkpoint_meta import CheckpointMeta, hand_from_dict, hand_to_dict
+from training.models.checkpoint_meta import CheckpointMeta, ModelConfig, hand_from_dict, hand_to_dict
 from training.models.direct_model import DirectModel
 from training.models.mode2_model import MODE1_MARKER, Mode1Model, Mode2Model
 
@@ -31,22 +33,29 @@ __all__ = [
 ]
 
 
+def mode2_model(backbone: VEMG2Pose, hand: HandModelParams, config: ModelConfig) -> Mode2Model:
+    """The Mode 2 (or, for `config.arch` "mode1", Mode 1) model `config` describes, around `backbone`: the one
+    place `mode2 train` and the checkpoint reader turn a configuration into a model."""
+    model_class = Mode1Model if config.arch == "mode1" else Mode2Model
+    return model_class(
+        backbone,
+        hand,
+        adapter_init=config.adapter_init,
+        backbone_input_scale=config.backbone_input_scale,
+        converter_hidden=config.converter_hidden,
+        backbone_finetune=config.backbone_finetune,
+    )
+
+
 def build_model(meta: CheckpointMeta, *, mode1: bool = False) -> nn.Module:
     """The model `meta` describes; `mode1`: a Mode 2 checkpoint whose weights are Mode 1's (fixed angle map):
     how files written before meta version 4 (which has `config.arch`) are told apart."""
     if meta.kind == "mode2":
         assert meta.backbone is not None  # CheckpointMeta requires it for mode2
-        backbone = VEMG2Pose(BackboneConfig(**meta.backbone.config))
         config = meta.config
-        is_mode1 = config.arch == "mode1" or (not config.arch and mode1)
-        return (Mode1Model if is_mode1 else Mode2Model)(
-            backbone,
-            meta.hand_model,
-            adapter_init=config.adapter_init,
-            backbone_input_scale=config.backbone_input_scale,
-            converter_hidden=config.converter_hidden,
-            backbone_finetune=config.backbone_finetune,
-        )
+        if not config.arch:
+            config = replace(config, arch="mode1" if mode1 else "mode2")
+        return mode2_model(VEMG2Pose(BackboneConfig(**meta.backbone.config)), meta.hand_model, config)
     return DirectModel(meta.hand_model)
 
 
