@@ -70,6 +70,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mode2-ft": {"backbone_finetune": "decoder", "scale_adapter_lr": False},  # (--adapter-lr plain)
     # a 4× wider AngleConverter (--finetune-backbone none --adapter-lr plain --converter-hidden 512)
     "mode2-wide": {"backbone_finetune": "none", "scale_adapter_lr": False, "converter_hidden": 512},
+    # today's Mode 2 with the guide's gradient-trained MLP confidence head (--confidence-head mlp)
+    "mode2-mlphead": {"confidence_head": "mlp"},
 }
 TRAINING_OPTIONS = ("scale_adapter_lr",)  # TrainConfig's; the rest are the model's
 ARCHES = ("mode2", "mode1", "direct", *VARIANTS)
@@ -342,6 +344,7 @@ NAMES = {
     "mode2-alr": "Mode 2 as in the guide + adapter at scaled lr",
     "mode2-ft": "Mode 2 as in the guide + decoder fine-tuned",
     "mode2-wide": "Mode 2 as in the guide + converter 512 wide",
+    "mode2-mlphead": "Mode 2 with the guide's MLP confidence head",
 }
 
 

@@ -37,6 +37,12 @@ from training.models.mode2_model import MINDROVE_RATE, WINDOW
 assert (WINDOW, MINDROVE_RATE, HOP) == (WINDOW_SAMPLES, SAMPLING_RATE_HZ, RECOMMENDED_HOP_SAMPLES)
 
 
+CONFIDENCE_HEADS_SAID = {  # the model card quotes it: how the score is made
+    "ridge": "linear confidence head fitted in closed form (strongly penalised ridge) on the training windows' errors",
+    "mlp": "the seed guide's MLP head, trained with the pose loss",
+}
+
+
 def software_version() -> str:
     try:
         return version("mode2-edge")
@@ -139,6 +145,7 @@ def build_metadata(
                 "meaning": "calibrated P(mean joint error ≤ 20 mm)"
                 if meta.confidence_calibration
                 else "uncalibrated confidence score in [0,1]",
+                "head": CONFIDENCE_HEADS_SAID[meta.config.confidence_head],
             },
         },
         "joint_names": list(MANO_JOINT_NAMES),

@@ -109,7 +109,8 @@ def render_model_card(
         f"{validation.get('val_mpjpe_median_mm', nan):.2f} mm median.",
         *_skill_lines(validation),
         f"- Initial-state policies measured on held-out sessions (MPJPE mm): {policies}",
-        f"- Confidence: {metadata['outputs'][CONFIDENCE.name]['meaning']}.",
+        f"- Confidence: {metadata['outputs'][CONFIDENCE.name]['meaning']}"
+        + (f" (from the {head})." if (head := metadata["outputs"][CONFIDENCE.name].get("head")) else "."),
         "",
         "## Parity (checked at export)",
         "",

@@ -41,7 +41,8 @@ def _plain_mode2_file(
     leaves the version key out, as the files written before CheckpointMeta existed did."""
     torch.manual_seed(0)
     backbone, info = load_backbone(None)
-    model = Mode2Model(backbone, HAND, adapter_init="geometry")
+    # no config.confidence_head: read as the guide's MLP head, the only one before meta version 5
+    model = Mode2Model(backbone, HAND, adapter_init="geometry", confidence_head="mlp")
     content: dict[str, Any] = {
         "hand_model": hand_to_dict(HAND),
         "config": {"adapter_init": "geometry"},
@@ -91,7 +92,7 @@ def test_a_checkpoint_written_as_a_plain_table_loads_and_exports(tmp_path: Path)
     path, original = _plain_mode2_file(tmp_path / "plain.pth")
     model, meta = load_model_checkpoint(path)
     assert meta.version == META_VERSION and meta.kind == "mode2"
-    assert meta.config == ModelConfig("geometry", 1.0)  # the default the reader applies
+    assert meta.config == ModelConfig("geometry", 1.0, confidence_head="mlp")  # the defaults the reader applies
     assert meta.training is not None and meta.training.train_sessions == ("s01/r01", "s01/r02")
     assert meta.training.train_emg_sha256 is None, "no content fingerprints: evaluate falls back to keys"
     assert meta.theta_mean is None and meta.metrics is not None and meta.metrics.epoch == 3
@@ -165,6 +166,7 @@ def test_a_checkpoint_from_a_newer_version_is_refused_naming_file_and_version(tm
         ({"metrics": {"val_loss": 0.1}}, r"'metrics\.val_mpjpe_mm' is missing"),
         ({"metrics": {"val_mpjpe_mm": "17", "val_mpjpe_median_mm": 1, "val_loss": 1, "epoch": 1}}, "expected a number"),
         ({"config": {"adapter_init": 3}}, r"'config\.adapter_init': expected a string, got int"),
+        ({"config": {"confidence_head": "mlp2"}}, r"'config\.confidence_head': expected 'ridge' or 'mlp'"),
         ({"confidence_calibration": {"x": [0.1, 0.2], "y": [0.3]}}, r"'confidence_calibration\.y': expected as many"),
         ({"kind": "mode3"}, r"not a Mode 2 or direct-baseline checkpoint \(kind='mode3'\)"),
         ({"format_version": "1"}, r"'format_version': expected an integer"),

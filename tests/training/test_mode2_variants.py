@@ -61,7 +61,7 @@ def test_at_the_plain_lr_the_adapter_hardly_moves_and_the_scaled_lr_frees_it(var
 def test_finetuning_trains_the_decoder_only_and_the_checkpoint_says_so(variant_runs: dict[str, Path]) -> None:
     model, meta = load_model_checkpoint(variant_runs["variants"])
     assert isinstance(model, Mode2Model)
-    assert meta.version == META_VERSION == 4
+    assert meta.version == META_VERSION == 5
     assert (meta.config.arch, meta.config.converter_hidden, meta.config.backbone_finetune) == ("mode2", 24, "decoder")
     assert model.converter.residual[0].out_features == 24
     shipped, _ = load_backbone(None)
@@ -104,6 +104,7 @@ def test_a_finetuned_model_exports_with_its_own_weights(variant_runs: dict[str, 
         ("direct", "--converter-hidden", "512"),
         ("mode1", "--finetune-backbone", "decoder"),
         ("mode1", "--converter-hidden", "512"),
+        ("mode1", "--confidence-head", "mlp"),
     ],
 )
 def test_options_of_parts_an_architecture_lacks_are_refused(
@@ -118,14 +119,14 @@ def test_a_mode1_file_from_before_version_4_is_still_told_by_its_weights(tmp_pat
     """Files written before `config.arch` existed: Mode 1 is recognised by its fixed map's weight."""
     hand = open_hand_model()
     record = BackboneRecord(kind="standin", config=BackboneConfig.standin().to_dict())
-    model = Mode1Model(VEMG2Pose(BackboneConfig.standin()), hand, backbone_input_scale=50.0)
+    model = Mode1Model(VEMG2Pose(BackboneConfig.standin()), hand, backbone_input_scale=50.0, confidence_head="mlp")
     path = save_model_checkpoint(tmp_path / "m1.pth", model, CheckpointMeta("mode2", hand, backbone=record))
     content = read_checkpoint_safely(path)
     content["format_version"] = 3
     content["config"] = {"adapter_init": "geometry", "backbone_input_scale": 50.0}
     torch.save(content, path)
     loaded, meta = load_model_checkpoint(path)
-    assert type(loaded) is Mode1Model and meta.config.arch == ""
+    assert type(loaded) is Mode1Model and meta.config.arch == "" and meta.config.confidence_head == "mlp"
     content["config"]["backbone_finetune"] = "everything"
     content["format_version"] = 4
     torch.save(content, path)

@@ -46,9 +46,9 @@ def test_variants_are_paired_with_the_baselines_run_of_the_same_subject_seed_and
     assert len(rows) == 1
     (row,) = rows
     assert row["arch"] == "ft" and row["minutes"] == 1.0
-    assert row["delta_mm"] == pytest.approx([-1.0, 0.5]) and row["mean_delta_mm"] == pytest.approx(-0.25)
+    assert row["delta"] == pytest.approx([-1.0, 0.5]) and row["mean_delta"] == pytest.approx(-0.25)
     assert row["wins"] == 1 and row["pairs"] == ["s01/seed 1", "s02/seed 1"]
-    assert row["mpjpe_mm"] == pytest.approx(17.25) and row["baseline_mpjpe_mm"] == pytest.approx(17.5)
+    assert row["value"] == pytest.approx(17.25) and row["baseline_value"] == pytest.approx(17.5)
 
     plot = tmp_path / "paired.png"
     printed = io.StringIO()
@@ -63,3 +63,25 @@ def test_an_unknown_baseline_names_the_archs_there_are(tmp_path: Path) -> None:
     module = load_benchmark("paired_variants")
     with pytest.raises(SystemExit, match=r"--baseline mode2: no such arch in the curves \(have ft\)"):
         module.main(["--curves", str(curves)])
+
+
+def test_auroc_is_paired_with_higher_as_better_and_undefined_pairs_left_out(tmp_path: Path) -> None:
+    curves = _write(
+        tmp_path / "c.json",
+        [
+            _run("mlp", "s01", 1.0, 15.0, auroc=0.70),
+            _run("mlp", "s02", 1.0, 20.0, auroc=0.90),
+            _run("mlp", "s03", 1.0, 18.0, auroc=0.80),
+            _run("ridge", "s01", 1.0, 15.1, auroc=0.80),  # +0.10: a win
+            _run("ridge", "s02", 1.0, 19.9, auroc=0.85),  # −0.05: a loss
+            _run("ridge", "s03", 1.0, 18.0, auroc=float("nan")),  # no frame over 20 mm: nothing to pair
+        ],
+    )
+    module = load_benchmark("paired_variants")
+    (row,) = module.paired(module.load_runs([curves]), "mlp", "confidence_auroc")
+    assert row["delta"] == pytest.approx([0.10, -0.05]) and row["wins"] == 1
+    assert row["other"] == pytest.approx(17.5) and row["baseline_other"] == pytest.approx(17.5)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert module.main(["--curves", str(curves), "--baseline", "mlp", "--metric", "confidence_auroc"]) == 0
+    assert "| ridge | 1 | 0.825 | 0.800 | +0.025 | +0.100 / -0.050 | 1/2 | 17.50 (17.50) |" in printed.getvalue()

@@ -56,8 +56,10 @@ from training.models.checkpoint_meta import (
 )
 from training.models.direct_model import DirectModel
 from training.models.mode2_model import (
+    CONFIDENCE_HEADS,
     CONVERTER_HIDDEN,
     DEFAULT_BACKBONE_FINETUNE,
+    DEFAULT_CONFIDENCE_HEAD,
     MINDROVE_RATE,
 )
 from training.models.model_io import load_model_checkpoint, mode2_model
@@ -107,6 +109,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="decoder (Mode 2's default): the backbone's LSTM decoder trains too, at 0.1× the learning rate; "
         "none: the whole backbone frozen (the guide's setting; Mode 1's only one)",
+    )
+    parser.add_argument(
+        "--confidence-head",
+        choices=list(CONFIDENCE_HEADS),
+        default=None,
+        help="ridge (default): a linear head fitted in closed form on the training windows' errors after training "
+        "(ranks held-out errors better); mlp: the guide's small MLP trained with the pose loss",
     )
     parser.add_argument(
         "--highpass-hz",
@@ -255,8 +264,13 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace) -> None:
         "--converter-hidden": args.converter_hidden is not None,
         "--adapter-lr": args.adapter_lr is not None,
         "--finetune-backbone": args.finetune_backbone not in (None, "none"),
+        "--confidence-head": args.confidence_head is not None,
     }
-    lacking = {"direct": tuple(given), "mode1": ("--converter-hidden", "--finetune-backbone"), "mode2": ()}
+    lacking = {
+        "direct": ("--converter-hidden", "--adapter-lr", "--finetune-backbone"),
+        "mode1": ("--converter-hidden", "--finetune-backbone", "--confidence-head"),  # its head stays unfitted
+        "mode2": (),
+    }
     wrong = [option for option in lacking[args.arch] if given[option]]
     if wrong:
         raise UserError(f"{', '.join(wrong)}: not for --arch {args.arch} (options of Mode 2's parts)")
@@ -306,6 +320,7 @@ def build_arch(
     *,
     converter_hidden: int | None = None,
     backbone_finetune: str | None = None,
+    confidence_head: str = DEFAULT_CONFIDENCE_HEAD,
 ) -> _Built:
     """The untrained model of `arch` ("mode2", "mode1" or "direct") around the given (or shipped) backbone;
     None = the arch's default (Mode 2: DEFAULT_BACKBONE_FINETUNE, Mode 1: frozen)."""
@@ -313,7 +328,10 @@ def build_arch(
     if backbone_finetune is None:
         backbone_finetune = DEFAULT_BACKBONE_FINETUNE if arch == "mode2" else "none"
     if arch == "direct":
-        return _Built(DirectModel(hand), ModelConfig(adapter_init=adapter_init, arch=arch))
+        return _Built(
+            DirectModel(hand, confidence_head=confidence_head),
+            ModelConfig(adapter_init=adapter_init, arch=arch, confidence_head=confidence_head),
+        )
     backbone, info = load_backbone(backbone_path)
     config = ModelConfig(
         adapter_init=adapter_init,
@@ -321,6 +339,7 @@ def build_arch(
         arch=arch,
         converter_hidden=converter_hidden if arch == "mode2" else CONVERTER_HIDDEN,
         backbone_finetune=backbone_finetune,
+        confidence_head=confidence_head,
     )
     try:
         model = mode2_model(backbone, hand, config)
@@ -338,6 +357,7 @@ def _build_model(args: argparse.Namespace, hand: HandModelParams) -> _Built:
         args.adapter_init,
         converter_hidden=args.converter_hidden,
         backbone_finetune=args.finetune_backbone,
+        confidence_head=args.confidence_head or DEFAULT_CONFIDENCE_HEAD,
     )
 
 
@@ -420,7 +440,10 @@ def _recommend(args: argparse.Namespace, data: _Data, built: _Built) -> None:
         )
         return
     own = args.arch == "mode2" and (
-        args.adapter_lr == "plain" or args.finetune_backbone == "none" or args.converter_hidden is not None
+        args.adapter_lr == "plain"
+        or args.finetune_backbone == "none"
+        or args.converter_hidden is not None
+        or args.confidence_head == "mlp"
     )
     note = " (the curve is for Mode 2's default settings, not the options given here)" if own else ""
     print(advice.describe(args.arch) + (" per subject" if len(subjects) > 1 else "") + note)

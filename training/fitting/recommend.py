@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.models.mode2_model import DEFAULT_BACKBONE_FINETUNE
+from training.models.mode2_model import DEFAULT_BACKBONE_FINETUNE, DEFAULT_CONFIDENCE_HEAD
 
 CURVES_PATH = Path(__file__).resolve().parents[1] / "assets" / "learning_curves.json"
 # what `mode2 train` trains by default: a curve measured with other Mode 2 settings says nothing about it
-MODE2_SETTINGS = {"backbone_finetune": DEFAULT_BACKBONE_FINETUNE, "adapter_lr": "scaled"}
+MODE2_SETTINGS = {
+    "backbone_finetune": DEFAULT_BACKBONE_FINETUNE,
+    "adapter_lr": "scaled",
+    "confidence_head": DEFAULT_CONFIDENCE_HEAD,
+}
 NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (diagnostic, cannot be exported)", "direct": "the direct baseline"}
 ROW_KEYS = ("arch", "minutes", "n", "mpjpe_mean_mm", "mpjpe_mean_mm_std")
 DEPLOYABLE = ("mode2", "direct")  # Mode 1 is the guide's diagnostic: never recommended for the device

@@ -2,7 +2,9 @@
 
 AdamW (lr 1e-3, wd 1e-4), CosineAnnealingWarmRestarts (T_0 = 20), gradient clipping 1.0,
 loss = MSE(θ) + MSE(joints) over the supervised points (joints in decimetres so that 1 cm of error weighs
-like 0.1 rad of θ error) + 0.1 × the confidence head's loss (reported apart). Validation on held-out
+like 0.1 rad of θ error) + 0.1 × the confidence head's loss (reported apart) for the guide's MLP head; today's
+linear head is fitted in closed form on the training windows after the last epoch and in the best file
+(confidence_head_fit.py), and its loss trains nothing. Validation on held-out
 sessions every epoch; best checkpoint by validation loss; periodic checkpoints; resume; data-parallel
 under torchrun (gloo on CPU: each rank takes every world-th window, gradients are all-reduced), where
 only rank 0 writes.
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from firmware_bridge.atomic_write import atomic_path, write_text_atomic
 from firmware_bridge.errors import UserError
 from training.data.windows import SUPERVISED_INDICES, WindowSet
+from training.fitting.confidence_head_fit import fit_confidence_head
 from training.hand.fk_numpy import forward_kinematics_np
 from training.models.checkpoint_meta import CheckpointMeta, ValidationMetrics
 from training.models.model_io import save_model_checkpoint
@@ -83,16 +86,22 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
         now_error_mm = (out["joints"][:, -1] - batch["joints"][:, -1]).norm(dim=-1).mean(dim=-1) * 1000.0
     now_ok = batch["mask"][:, -1].float()
     confidence = ((out["log_error"] - torch.log1p(now_error_mm)).pow(2) * now_ok).sum() / now_ok.sum().clamp_min(1)
+    # a closed-form head is fitted after training (confidence_head_fit.py): its loss must not reach the pose path
+    confidence_weight = 0.0 if _closed_form_head(model) else CONFIDENCE_WEIGHT
     return {
         "theta": theta,
         "joints": joints,
         "confidence": confidence,
         "total": theta + joints,  # the guide's dual loss; checkpoints are chosen on it
-        "objective": theta + joints + CONFIDENCE_WEIGHT * confidence,
+        "objective": theta + joints + confidence_weight * confidence,
         "now_error_mm": now_error_mm,
         "now_joints": out["joints"][:, -1].detach(),
         "now_ok": batch["mask"][:, -1],
     }
+
+
+def _closed_form_head(model: torch.nn.Module) -> bool:
+    return bool(getattr(getattr(model, "confidence_head", None), "closed_form", False))
 
 
 def _batch(
@@ -312,7 +321,7 @@ def train(
             {"epoch": fit.state.epoch, "train": train_losses, "val": val, "lr": lr, "seconds": seconds}
         )
         if fit.rank == 0:
-            _log_epoch(fit.state.epoch, config.epochs, train_losses, val, lr)
+            _log_epoch(fit.state.epoch, config.epochs, train_losses, val, lr, _closed_form_head(model))
             _save_epoch(fit, meta, val)
         if _out_of_time(fit):
             break
@@ -326,7 +335,9 @@ def train(
     if fit.rank == 0:
         if not fit.best_path.exists():
             raise UserError(f"{fit.best_path}: no best checkpoint was written (no epoch finished with a finite loss)")
-        result.update(_finish(fit.best_path, val_windows, fit.train_mean.cpu(), config))
+        # the caller's `model` (the last epoch's weights) gets its head fitted too, like the best file's
+        fit_confidence_head(model, train_windows, fit.train_mean, config.batch_size)
+        result.update(_finish(fit.best_path, train_windows, val_windows, fit.train_mean.cpu(), config))
         write_text_atomic(config.out / "metrics.json", json.dumps(_json_safe(result), indent=1))
     return result
 
@@ -357,11 +368,20 @@ def _metrics(val: dict[str, float], state: TrainState, mean_pose_mm: float | Non
     )
 
 
-def _finish(best_path: Path, val_windows: WindowSet, train_mean: torch.Tensor, config: TrainConfig) -> dict[str, Any]:
-    """Pick the initial-state policy by measurement on the held-out sessions and record it in the best file."""
+def _finish(
+    best_path: Path, train_windows: WindowSet, val_windows: WindowSet, train_mean: torch.Tensor, config: TrainConfig
+) -> dict[str, Any]:
+    """Fit the best file's closed-form confidence head on the training windows, pick the initial-state policy
+    by measurement on the held-out sessions, and record both in the best file."""
     from training.models.model_io import load_model_checkpoint
 
     model, meta = load_model_checkpoint(best_path)
+    head_fit = fit_confidence_head(model, train_windows, train_mean, config.batch_size)
+    if head_fit is not None:
+        print(
+            f"confidence head: linear, fitted in closed form on {head_fit.windows} training windows "
+            "(the training loss does not train it)"
+        )
     if meta.kind != "mode2":
         save_model_checkpoint(best_path, model, meta.with_(initial_state_policy="none"))
         return {"initial_state_policy": "none"}
@@ -378,16 +398,20 @@ def _finish(best_path: Path, val_windows: WindowSet, train_mean: torch.Tensor, c
     return {"initial_state_policy": chosen, "initial_state_eval_mpjpe_mm": measured}
 
 
-def _log_epoch(epoch: int, total: int, train: dict[str, float], val: dict[str, float], lr: float) -> None:
+def _log_epoch(
+    epoch: int, total: int, train: dict[str, float], val: dict[str, float], lr: float, closed_form_head: bool
+) -> None:
+    def confidence(losses: dict[str, float]) -> str:
+        return (
+            "confidence head fitted after training" if closed_form_head else f"confidence: {losses['confidence']:.4f}"
+        )
+
     print(f"Epoch {epoch}/{total}")
     print(
         f"  Train Loss: {train['total']:.6f} (θ: {train['theta']:.6f}, joints: {train['joints']:.6f}, "
-        f"confidence: {train['confidence']:.4f})"
+        f"{confidence(train)})"
     )
-    print(
-        f"  Val Loss:   {val['total']:.6f} (θ: {val['theta']:.6f}, joints: {val['joints']:.6f}, "
-        f"confidence: {val['confidence']:.4f})"
-    )
+    print(f"  Val Loss:   {val['total']:.6f} (θ: {val['theta']:.6f}, joints: {val['joints']:.6f}, {confidence(val)})")
     print(
         f"  Val MPJPE:  {val['mpjpe_mean_mm']:.2f}mm (median: {val['mpjpe_median_mm']:.2f}mm; fingertips "
         f"{val['fingertip_mean_mm']:.2f}mm; flexion error {val['flexion_error_mean_deg']:.1f}°)"

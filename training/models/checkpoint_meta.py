@@ -7,7 +7,8 @@ layout it has always had (so files written before this module existed load uncha
     kind            str   "mode2" or "direct"
     hand_model      table HandModelParams, arrays as tensors
     config          table adapter_init, backbone_input_scale (optional: defaults); from version 4 also arch
-                    (mode2 | mode1 | direct), converter_hidden, backbone_finetune (none | decoder)
+                    (mode2 | mode1 | direct), converter_hidden, backbone_finetune (none | decoder); from
+                    version 5 confidence_head (ridge | mlp; absent = mlp)
     backbone        table kind, path, sha256, config (required for mode2)
     normalisation   table method, std (µV per channel), units, input_filter (the causal filter's sections)
     training        table command, seed, train/val sessions, train_emg_sha256, windows, minutes, synthetic
@@ -38,7 +39,8 @@ from firmware_bridge.emg_filter import FilterSpecError, InputFilter
 from training.hand.params import HandModelParams
 from training.models.checkpoint_io import CheckpointError
 
-META_VERSION = 4
+META_VERSION = 5
+# 5: config gained confidence_head (ridge | mlp; older files: the seed guide's gradient-trained mlp)
 # 4: config gained arch, converter_hidden and backbone_finetune (older files: arch told by the weights — Mode 1's
 # fixed angle map — the guide's 128-wide converter, a frozen backbone)
 # 3: metrics gained the optional val_fingertip_mm, val_flexion_error_deg, val_mean_pose_mpjpe_mm, val_skill
@@ -165,6 +167,7 @@ def _names(cls: type) -> tuple[str, ...]:
 
 ARCHES = ("mode2", "mode1", "direct")
 FINETUNE_CHOICES = ("none", "decoder")
+CONFIDENCE_HEAD_CHOICES = ("ridge", "mlp")  # training/models/mode2_model.py CONFIDENCE_HEADS
 
 
 @dataclass(frozen=True)
@@ -174,11 +177,12 @@ class ModelConfig:
     arch: str = ""  # "" in files before version 4: the loader tells Mode 1 from Mode 2 by the weights
     converter_hidden: int = 128
     backbone_finetune: str = "none"  # "decoder": the backbone's LSTM decoder was trained too
+    confidence_head: str = "ridge"  # "mlp" in files before version 5
 
     @classmethod
     def read(cls, table: _Table | None) -> ModelConfig:
         if table is None:
-            return cls()
+            return cls(confidence_head="mlp")
         table.refuse_unknown(_names(cls))
         arch = table.text("arch", "") or ""
         if arch and arch not in ARCHES:
@@ -189,12 +193,16 @@ class ModelConfig:
         hidden = table.integer("converter_hidden", 128)
         if hidden is None or hidden < 1:
             raise table.fail("converter_hidden", "a positive whole number")
+        head = table.text("confidence_head", "mlp") or "mlp"
+        if head not in CONFIDENCE_HEAD_CHOICES:
+            raise table.fail("confidence_head", " or ".join(repr(c) for c in CONFIDENCE_HEAD_CHOICES))
         return cls(
             table.text("adapter_init", "geometry"),
             table.number("backbone_input_scale", 1.0),
             arch,
             hidden,
             finetune,
+            head,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,6 +212,7 @@ class ModelConfig:
             "arch": self.arch,
             "converter_hidden": self.converter_hidden,
             "backbone_finetune": self.backbone_finetune,
+            "confidence_head": self.confidence_head,
         }
 
 

@@ -11,7 +11,14 @@ from torch import nn
 
 from training.hand.params import HandModelParams
 from training.models.backbone import LEFT_CONTEXT
-from training.models.mode2_model import ENCODER_SKIP, UPSAMPLE, ConfidenceHead, Mode2Output, Preprocess
+from training.models.mode2_model import (
+    DEFAULT_CONFIDENCE_HEAD,
+    ENCODER_SKIP,
+    UPSAMPLE,
+    ConfidenceHead,
+    Mode2Output,
+    Preprocess,
+)
 
 CONV_STRIDE = 4  # two stride-2 convolutions: 500 Hz → 125 Hz
 
@@ -19,7 +26,9 @@ CONV_STRIDE = 4  # two stride-2 convolutions: 500 Hz → 125 Hz
 class DirectModel(nn.Module):
     kind = "direct"
 
-    def __init__(self, hand: HandModelParams, hidden: int = 128) -> None:
+    def __init__(
+        self, hand: HandModelParams, hidden: int = 128, confidence_head: str = DEFAULT_CONFIDENCE_HEAD
+    ) -> None:
         super().__init__()
         from training.hand.fk_torch import HandForward
 
@@ -33,7 +42,7 @@ class DirectModel(nn.Module):
         self.lstm = nn.LSTM(64, hidden, num_layers=2, batch_first=True)
         self.head = nn.Linear(hidden, 45)
         self.hand = HandForward(hand).requires_grad_(False)
-        self.confidence_head = ConfidenceHead(hidden + 8)
+        self.confidence_head = ConfidenceHead(hidden + 8, confidence_head)
 
     def _sequence(self, emg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.preprocess(emg)
@@ -51,8 +60,15 @@ class DirectModel(nn.Module):
         theta = self.head(picked)
         b, s = theta.shape[:2]
         joints = self.hand(theta.reshape(b * s, 45)).reshape(b, s, 21, 3)
-        log_error, confidence = self.confidence_head(torch.cat([picked[:, -1], level], dim=1))
-        return {"theta": theta, "joints": joints, "log_error": log_error, "confidence": confidence}
+        head_input = torch.cat([picked[:, -1], level], dim=1)
+        log_error, confidence = self.confidence_head(head_input)
+        return {
+            "theta": theta,
+            "joints": joints,
+            "log_error": log_error,
+            "confidence": confidence,
+            "confidence_input": head_input.detach(),
+        }
 
     def forward(self, emg: torch.Tensor, initial_pose: torch.Tensor) -> Mode2Output:
         hidden, level = self._sequence(emg)

@@ -5,7 +5,8 @@
       ─► ×4 causal linear upsampling to 2 kHz (fixed) ─► vemg2pose (encoder frozen; its LSTM decoder
          fine-tuned at 0.1× the lr by default, `backbone_finetune`) ─► 20 angles at 2 kHz
       ─► AngleConverter 20→45 θ (trainable) ─► hand forward kinematics (frozen) ─► 21 joints
-      + confidence head (trainable) on the backbone's last features → predicted error → confidence
+      + confidence head on the backbone's last features, the angles and the channel levels → predicted
+        error → confidence (a linear map fitted in closed form after training, `confidence_head`)
 
 Everything after the filter is a plain tensor op inside the module, so the ONNX export carries it and the
 device cannot drift from training. The filter is causal and runs on the continuous stream, and the upsampler
@@ -146,13 +147,30 @@ class AngleConverter(nn.Module):
         return self.linear(angles) + self.residual(angles)
 
 
+CONFIDENCE_HEADS = ("ridge", "mlp")
+DEFAULT_CONFIDENCE_HEAD = "ridge"
+
+
 class ConfidenceHead(nn.Module):
     """Predicts log(1 + joint error in mm) from what the model knows at "now"; confidence = how far
-    that prediction is below the 20-mm threshold, squashed to [0,1]. Calibrated later on held-out data."""
+    that prediction is below the 20-mm threshold, squashed to [0,1]. Calibrated later on held-out data.
 
-    def __init__(self, n_in: int) -> None:
+    kind "ridge" (default): one linear layer, not trained by gradient but fitted in closed form after
+    training (training/fitting/confidence_head_fit.py: measured to rank held-out errors better).
+    kind "mlp": the seed guide's small MLP, trained with the pose loss (checkpoints before meta version 5)."""
+
+    def __init__(self, n_in: int, kind: str = DEFAULT_CONFIDENCE_HEAD) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_in, 64), nn.GELU(), nn.Linear(64, 1))
+        if kind not in CONFIDENCE_HEADS:
+            raise ValueError(f"confidence head must be one of {CONFIDENCE_HEADS}, not {kind!r}")
+        self.kind = kind
+        self.closed_form = kind == "ridge"
+        if self.closed_form:
+            self.net = nn.Sequential(nn.Linear(n_in, 1))
+            nn.init.zeros_(self.net[-1].weight)
+            self.requires_grad_(False)
+        else:
+            self.net = nn.Sequential(nn.Linear(n_in, 64), nn.GELU(), nn.Linear(64, 1))
         with torch.no_grad():  # start near a typical error (~15 mm) instead of 0 mm
             self.net[-1].bias.fill_(math.log1p(15.0))
 
@@ -160,6 +178,15 @@ class ConfidenceHead(nn.Module):
         log_error = self.net(features).squeeze(-1)
         confidence = torch.sigmoid(2.0 * (math.log1p(ERROR_THRESHOLD_MM) - log_error))
         return log_error, confidence
+
+    def set_linear(self, weight: np.ndarray, bias: float) -> None:
+        """The closed-form fit's weights (a "ridge" head only)."""
+        if not self.closed_form:
+            raise ValueError("only a 'ridge' confidence head is fitted in closed form")
+        layer = self.net[-1]
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype).reshape(layer.weight.shape))
+            layer.bias.fill_(float(bias))
 
 
 class Mode2Model(nn.Module):
@@ -175,6 +202,7 @@ class Mode2Model(nn.Module):
         backbone_input_scale: float = 1.0,
         converter_hidden: int = CONVERTER_HIDDEN,
         backbone_finetune: str = "none",
+        confidence_head: str = DEFAULT_CONFIDENCE_HEAD,
     ) -> None:
         super().__init__()
         from training.hand.fk_torch import HandForward
@@ -190,7 +218,7 @@ class Mode2Model(nn.Module):
         self.converter = AngleConverter(converter_hidden)
         self.hand = HandForward(hand).requires_grad_(False)
         features = backbone.cfg.features
-        self.confidence_head = ConfidenceHead(features + 20 + 8)
+        self.confidence_head = ConfidenceHead(features + 20 + 8, confidence_head)
 
     def train(self, mode: bool = True) -> Mode2Model:
         super().train(mode)
@@ -214,13 +242,15 @@ class Mode2Model(nn.Module):
         theta = self.converter(picked)
         b, s = theta.shape[:2]
         joints = self.hand(theta.reshape(b * s, 45)).reshape(b, s, 21, 3)
-        log_error, confidence = self.confidence_head(self._confidence_input(last_features, picked[:, -1], level))
+        head_input = self._confidence_input(last_features, picked[:, -1], level)
+        log_error, confidence = self.confidence_head(head_input)
         return {
             "theta": theta,
             "joints": joints,
             "angles": picked,
             "log_error": log_error,
             "confidence": confidence,
+            "confidence_input": head_input.detach(),
             "angles_full": angles,
         }
 
@@ -287,6 +317,7 @@ class Mode1Model(Mode2Model):
     kinds) and are told apart by the `converter.angles_to_pose` weight (training/models/model_io.py)."""
 
     arch = "mode1"
+    fits_confidence = False  # its head stays at its initial values (no meaningful confidence)
 
     def __init__(
         self,
@@ -297,10 +328,17 @@ class Mode1Model(Mode2Model):
         backbone_input_scale: float = 1.0,
         converter_hidden: int = CONVERTER_HIDDEN,
         backbone_finetune: str = "none",
+        confidence_head: str = DEFAULT_CONFIDENCE_HEAD,
     ) -> None:
         if backbone_finetune != "none":
             raise ValueError("Mode 1 trains the adapter only: the backbone cannot be fine-tuned in it")
-        super().__init__(backbone, hand, adapter_init=adapter_init, backbone_input_scale=backbone_input_scale)
+        super().__init__(
+            backbone,
+            hand,
+            adapter_init=adapter_init,
+            backbone_input_scale=backbone_input_scale,
+            confidence_head=confidence_head,
+        )
         self.converter = FixedAngleMap()  # converter_hidden does not apply: the map has no hidden layer
         self.confidence_head.requires_grad_(False)
 

@@ -44,6 +44,7 @@ def mode2_model(backbone: VEMG2Pose, hand: HandModelParams, config: ModelConfig)
         backbone_input_scale=config.backbone_input_scale,
         converter_hidden=config.converter_hidden,
         backbone_finetune=config.backbone_finetune,
+        confidence_head=config.confidence_head,
     )
 
 
@@ -56,7 +57,7 @@ def build_model(meta: CheckpointMeta, *, mode1: bool = False) -> nn.Module:
         if not config.arch:
             config = replace(config, arch="mode1" if mode1 else "mode2")
         return mode2_model(VEMG2Pose(BackboneConfig(**meta.backbone.config)), meta.hand_model, config)
-    return DirectModel(meta.hand_model)
+    return DirectModel(meta.hand_model, confidence_head=meta.config.confidence_head)
 
 
 def save_model_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
