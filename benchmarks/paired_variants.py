@@ -137,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curves", nargs="+", type=Path, required=True, help="learning_curve.json files")
     parser.add_argument("--baseline", default="mode2", help="the arch every other one is paired with")
     parser.add_argument("--metric", choices=list(METRICS), default="mpjpe_mean_mm", help="what is paired")
+    parser.add_argument("--variants", nargs="+", default=None, help="the archs to pair (default: every other one)")
     parser.add_argument("--plot", type=Path, default=None, help="write the paired differences here (PNG)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.curves if not p.is_file()]
     if missing:
         parser.error(f"--curves: no such file: {', '.join(missing)}")
-    rows = paired(load_runs(args.curves), args.baseline, args.metric)
+    runs = load_runs(args.curves)
+    if args.variants:
+        runs = {arch: mine for arch, mine in runs.items() if arch in {*args.variants, args.baseline}}
+    rows = paired(runs, args.baseline, args.metric)
     if not rows:
         print(f"no run shares a subject, seed and amount with {args.baseline}'s runs", file=sys.stderr)
         return 1

@@ -120,6 +120,7 @@ def test_the_guides_mlp_head_is_trained_by_gradient_and_says_so(
     assert main([*args, "--confidence-head", "mlp"]) == 0
     printed = capsys.readouterr().out
     assert "confidence: " in printed and "fitted in closed form" not in printed
+    assert "+ 0.1 × confidence-head loss" in printed
     model, meta = load_model_checkpoint(tmp_path / "transfer_mode2_best.pth")
     assert meta.config.confidence_head == "mlp"
     head = model.confidence_head

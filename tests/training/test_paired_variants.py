@@ -83,5 +83,7 @@ def test_auroc_is_paired_with_higher_as_better_and_undefined_pairs_left_out(tmp_
     assert row["other"] == pytest.approx(17.5) and row["baseline_other"] == pytest.approx(17.5)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert module.main(["--curves", str(curves), "--baseline", "mlp", "--metric", "confidence_auroc"]) == 0
+        args = ["--curves", str(curves), "--baseline", "mlp", "--metric", "confidence_auroc"]
+        assert module.main(args) == 0
+        assert module.main([*args, "--variants", "other"]) == 1  # nothing left to pair
     assert "| ridge | 1 | 0.825 | 0.800 | +0.025 | +0.100 / -0.050 | 1/2 | 17.50 (17.50) |" in printed.getvalue()

@@ -416,7 +416,13 @@ def _announce(args: argparse.Namespace, model: torch.nn.Module, data: _Data, dev
         f"training windows from {len(data.split.train)} sessions, {len(data.val_windows)} held-out windows from "
         f"{[s.key for s in data.split.val]}"
     )
-    print("loss = MSE(θ, rad²) + MSE(joints, dm²) + 0.1 × confidence-head loss; MPJPE in mm vs camera labels")
+    head = getattr(model, "confidence_head", None)
+    confidence = (
+        " (the confidence head is fitted in closed form after training)"
+        if getattr(head, "closed_form", False)
+        else " + 0.1 × confidence-head loss"
+    )
+    print(f"loss = MSE(θ, rad²) + MSE(joints, dm²){confidence}; MPJPE in mm vs camera labels")
 
 
 def _recommend(args: argparse.Namespace, data: _Data, built: _Built) -> None:
