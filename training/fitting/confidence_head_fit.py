@@ -5,8 +5,9 @@ predictions have the errors' spread.
 Why not gradient training with the pose loss (the seed guide's head, `--confidence-head mlp`): the head has
 one target per window — 45 of them in a minute of data — for ~100 inputs, and an MLP learned them by heart:
 on held-out sessions it ranked the frames over 20 mm worse (AUROC) than a linear score with strong
-shrinkage did. Measured on the synthetic world (3 new subjects, stand-in backbone, Mode 2's defaults; README,
-"Confidence"): mean AUROC 0.75 / 0.79 / 0.76 → 0.79 / 0.84 / 0.82 at 1 / 2 / 5 minutes.
+shrinkage did. Measured on the synthetic world (3 new subjects, stand-in backbone, Mode 2's defaults, paired per
+subject; README, "Confidence"): mean AUROC 0.75 / 0.79 / 0.76 / 0.75 / 0.80 → 0.79 / 0.83 / 0.81 / 0.81 / 0.84 at
+1 / 2 / 5 / 10 / 20 minutes, MPJPE within ±0.1 mm.
 
 Why the penalty is so strong: on those runs AUROC rose with the penalty up to ~1,000 (in units of one
 standardised window) and stayed flat beyond it, where the ridge direction is close to each input's covariance
