@@ -132,3 +132,16 @@ def test_the_guides_mlp_head_is_trained_by_gradient_and_says_so(
 def test_the_model_card_says_how_the_confidence_is_made(exported_model: Path) -> None:
     card = (exported_model.parent / "model.md").read_text()
     assert "(from the linear confidence head fitted in closed form" in card
+
+
+def test_every_checkpoint_written_during_training_carries_a_fitted_head(small_world: Path, tmp_path: Path) -> None:
+    """An interrupted run's files are exportable: their head must not be the unfitted constant."""
+    args = ["train", "--data", str(small_world / "s01_r0*.h5"), "--out", str(tmp_path), "--epochs", "2"]
+    args += ["--val-sessions", "s01/r03", "--batch-size", "16", "--initial-state", "train_mean", "--threads", "1"]
+    assert main([*args, "--checkpoint-every", "1"]) == 0
+    first, _ = load_model_checkpoint(tmp_path / "transfer_mode2_epoch1.pth")
+    final, _ = load_model_checkpoint(tmp_path / "transfer_mode2_best.pth")
+    weight = first.confidence_head.net[0].weight
+    assert float(weight.abs().max()) > 0, "epoch 1's checkpoint holds the unfitted head"
+    # the end of training refits on every training window with the final model: another fit
+    assert not torch.equal(weight, final.confidence_head.net[0].weight)

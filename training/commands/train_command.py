@@ -418,7 +418,7 @@ def _announce(args: argparse.Namespace, model: torch.nn.Module, data: _Data, dev
     )
     head = getattr(model, "confidence_head", None)
     confidence = (
-        " (the confidence head is fitted in closed form after training)"
+        " (the confidence head is fitted in closed form after each epoch and at the end)"
         if getattr(head, "closed_form", False)
         else " + 0.1 × confidence-head loss"
     )

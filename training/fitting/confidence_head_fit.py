@@ -85,12 +85,23 @@ def fit_confidence_head(
 ) -> LinearFit | None:
     """Fit `model`'s closed-form confidence head on `windows` (in place); None when the model's head is not
     fitted this way (the MLP head, Mode 1's frozen head) or there are too few labelled windows."""
-    head = getattr(model, "confidence_head", None)
-    if head is None or not getattr(head, "closed_form", False) or not getattr(model, "fits_confidence", True):
+    if not fits_closed_form(model):
         return None
     inputs, targets = head_inputs_and_targets(model, windows, initial, batch_size)
-    if len(targets) < MIN_WINDOWS:
+    return fit_head_on(model, inputs, targets)
+
+
+def fits_closed_form(model: torch.nn.Module) -> bool:
+    """Whether `model`'s confidence head is fitted here (not the MLP head, not Mode 1's frozen head)."""
+    head = getattr(model, "confidence_head", None)
+    return bool(getattr(head, "closed_form", False)) and getattr(model, "fits_confidence", True)
+
+
+def fit_head_on(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray) -> LinearFit | None:
+    """Fit `model`'s closed-form head on given head inputs and log(1 + error mm) targets (in place); None when
+    the head is not fitted this way or there are too few windows (the head is then left as it was)."""
+    if not fits_closed_form(model) or len(targets) < MIN_WINDOWS:
         return None
     fit = ridge_then_rescale(inputs, targets)
-    head.set_linear(fit.weight, fit.bias)
+    model.confidence_head.set_linear(fit.weight, fit.bias)
     return fit

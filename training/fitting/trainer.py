@@ -3,8 +3,9 @@
 AdamW (lr 1e-3, wd 1e-4), CosineAnnealingWarmRestarts (T_0 = 20), gradient clipping 1.0,
 loss = MSE(θ) + MSE(joints) over the supervised points (joints in decimetres so that 1 cm of error weighs
 like 0.1 rad of θ error) + 0.1 × the confidence head's loss (reported apart) for the guide's MLP head; today's
-linear head is fitted in closed form on the training windows after the last epoch and in the best file
-(confidence_head_fit.py), and its loss trains nothing. Validation on held-out
+linear head is fitted in closed form (confidence_head_fit.py) after every epoch on that epoch's windows (so every
+checkpoint carries a fitted head), then on all training windows with the final model, in the last epoch's model
+and in the best file; its loss trains nothing. Validation on held-out
 sessions every epoch; best checkpoint by validation loss; periodic checkpoints; resume; data-parallel
 under torchrun (gloo on CPU: each rank takes every world-th window, gradients are all-reduced), where
 only rank 0 writes.
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from firmware_bridge.atomic_write import atomic_path, write_text_atomic
 from firmware_bridge.errors import UserError
 from training.data.windows import SUPERVISED_INDICES, WindowSet
-from training.fitting.confidence_head_fit import fit_confidence_head
+from training.fitting.confidence_head_fit import fit_confidence_head, fit_head_on, fits_closed_form
 from training.hand.fk_numpy import forward_kinematics_np
 from training.models.checkpoint_meta import CheckpointMeta, ValidationMetrics
 from training.models.model_io import save_model_checkpoint
@@ -86,8 +87,10 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
         now_error_mm = (out["joints"][:, -1] - batch["joints"][:, -1]).norm(dim=-1).mean(dim=-1) * 1000.0
     now_ok = batch["mask"][:, -1].float()
     confidence = ((out["log_error"] - torch.log1p(now_error_mm)).pow(2) * now_ok).sum() / now_ok.sum().clamp_min(1)
-    # a closed-form head is fitted after training (confidence_head_fit.py): its loss must not reach the pose path
-    confidence_weight = 0.0 if _closed_form_head(model) else CONFIDENCE_WEIGHT
+    # the head's loss is in the objective only to train the head: a closed-form head (confidence_head_fit.py) or a
+    # frozen one gets no gradient, and its loss must not reach the pose path through the head's inputs
+    trains_head = any(p.requires_grad for p in model.confidence_head.parameters())
+    confidence_weight = CONFIDENCE_WEIGHT if trains_head else 0.0
     return {
         "theta": theta,
         "joints": joints,
@@ -97,11 +100,8 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
         "now_error_mm": now_error_mm,
         "now_joints": out["joints"][:, -1].detach(),
         "now_ok": batch["mask"][:, -1],
+        "confidence_input": out["confidence_input"],
     }
-
-
-def _closed_form_head(model: torch.nn.Module) -> bool:
-    return bool(getattr(getattr(model, "confidence_head", None), "closed_form", False))
 
 
 def _batch(
@@ -232,6 +232,8 @@ def _train_epoch(fit: _Fit, train_windows: WindowSet) -> dict[str, float]:
     fit.model.train()
     order = torch.as_tensor(fit.rng.permutation(len(train_windows)))[fit.rank :: fit.world]
     sums = {"theta": 0.0, "joints": 0.0, "confidence": 0.0, "total": 0.0}
+    head_inputs: list[torch.Tensor] = []  # the deployable-start windows' head inputs and log errors, for the head
+    head_targets: list[torch.Tensor] = []
     bar = tqdm(
         range(0, len(order), config.batch_size),
         desc=f"Epoch {state.epoch}/{config.epochs}",
@@ -248,10 +250,20 @@ def _train_epoch(fit: _Fit, train_windows: WindowSet) -> dict[str, float]:
         if not torch.isfinite(result["objective"]).all():
             raise TrainingDiverged(_diverged_message(config, state.epoch, "training", train_windows))
         _step(fit, result["objective"])
+        deployable = ~use_label[:, 0].to(result["now_ok"].device) & result["now_ok"]
+        head_inputs.append(result["confidence_input"][deployable].cpu())
+        head_targets.append(torch.log1p(result["now_error_mm"][deployable]).cpu())
         for key in sums:
             sums[key] += float(result[key].detach()) * len(index)
         bar.set_postfix(loss=f"{float(result['total'].detach()):.4f}")
     fit.scheduler.step()
+    if fits_closed_form(fit.model) and head_targets:
+        # so that every checkpoint written during training (best, periodic, an interrupted run's) carries a fitted
+        # head: fitted on this epoch's windows that started from the training mean, as the model was trained on
+        # them (free: no extra pass); the end of training refits it on every training window with the final model
+        inputs, targets = torch.cat(head_inputs).double(), torch.cat(head_targets).double()
+        if bool(torch.isfinite(inputs).all() and torch.isfinite(targets).all()):
+            fit_head_on(fit.model, inputs.numpy(), targets.numpy())
     n = max(1, len(order))
     return {k: v / n for k, v in sums.items()}
 
@@ -321,7 +333,7 @@ def train(
             {"epoch": fit.state.epoch, "train": train_losses, "val": val, "lr": lr, "seconds": seconds}
         )
         if fit.rank == 0:
-            _log_epoch(fit.state.epoch, config.epochs, train_losses, val, lr, _closed_form_head(model))
+            _log_epoch(fit.state.epoch, config.epochs, train_losses, val, lr)
             _save_epoch(fit, meta, val)
         if _out_of_time(fit):
             break
@@ -398,20 +410,16 @@ def _finish(
     return {"initial_state_policy": chosen, "initial_state_eval_mpjpe_mm": measured}
 
 
-def _log_epoch(
-    epoch: int, total: int, train: dict[str, float], val: dict[str, float], lr: float, closed_form_head: bool
-) -> None:
-    def confidence(losses: dict[str, float]) -> str:
-        return (
-            "confidence head fitted after training" if closed_form_head else f"confidence: {losses['confidence']:.4f}"
-        )
-
+def _log_epoch(epoch: int, total: int, train: dict[str, float], val: dict[str, float], lr: float) -> None:
     print(f"Epoch {epoch}/{total}")
     print(
         f"  Train Loss: {train['total']:.6f} (θ: {train['theta']:.6f}, joints: {train['joints']:.6f}, "
-        f"{confidence(train)})"
+        f"confidence: {train['confidence']:.4f})"
     )
-    print(f"  Val Loss:   {val['total']:.6f} (θ: {val['theta']:.6f}, joints: {val['joints']:.6f}, {confidence(val)})")
+    print(
+        f"  Val Loss:   {val['total']:.6f} (θ: {val['theta']:.6f}, joints: {val['joints']:.6f}, "
+        f"confidence: {val['confidence']:.4f})"
+    )
     print(
         f"  Val MPJPE:  {val['mpjpe_mean_mm']:.2f}mm (median: {val['mpjpe_median_mm']:.2f}mm; fingertips "
         f"{val['fingertip_mean_mm']:.2f}mm; flexion error {val['flexion_error_mean_deg']:.1f}°)"
