@@ -12,9 +12,13 @@ resumes; every file is written atomically, so the checkpoints on disk are always
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,6 +232,21 @@ def _interrupted_hint(out: Path, prefix: str) -> str:
     if (out / f"{prefix}_last.pth").exists():
         return f"the checkpoints in {out} are intact; resume with: {_resume_command(out, prefix)}"
     return "no epoch had finished, nothing to resume: run the same command again"
+
+
+@contextlib.contextmanager
+def _ctrl_c_as_stop_request(stop: threading.Event) -> Iterator[None]:
+    """During training, Ctrl-C only sets `stop`; the trainer raises KeyboardInterrupt at its next batch. A
+    KeyboardInterrupt raised wherever the signal lands can be swallowed (one raised inside a finaliser is only
+    printed as "Exception ignored"), and then training went on; a flag cannot be lost. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -510,7 +529,9 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
     if rank == 0:
         _announce(args, model, data, device)
         _recommend(args, data, built)
-    result = train(model, data.train_windows, data.val_windows, _train_config(args, prefix, device), meta, resume)
+    config = _train_config(args, prefix, device)
+    with _ctrl_c_as_stop_request(config.stop):
+        result = train(model, data.train_windows, data.val_windows, config, meta, resume)
     if rank == 0:
         best_val = min(result["history"], key=lambda h: h["val"]["total"])["val"]
         best, mean_pose = best_val["mpjpe_mean_mm"], result.get("mean_pose_mpjpe_mm")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ class TrainConfig:
     device: str = "cpu"
     # the adapter learns at lr × its weights' scale (Mode2Model.parameter_groups); False: the guide's plain lr
     scale_adapter_lr: bool = True
+    # set (by `mode2 train`'s Ctrl-C handler) to stop at the next batch with KeyboardInterrupt
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class TrainingDiverged(UserError):
@@ -241,6 +244,8 @@ def _train_epoch(fit: _Fit, train_windows: WindowSet) -> dict[str, float]:
         leave=False,
     )
     for start in bar:
+        if config.stop.is_set():
+            raise KeyboardInterrupt
         index = order[start : start + config.batch_size]
         # teacher forcing mixed with the deployable start: half the windows start from the label
         # pose at sample 1,790, half from the training mean
