@@ -312,7 +312,20 @@ class _Evil:
         return (os.system, ("echo pwned > /tmp/h2-training-pwned",))
 
 
-def test_ctrl_c_during_training_ends_with_130_and_the_resume_command(world: Path, tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "ignored_at_start",
+    [False, True],
+    ids=["plain", "SIGINT ignored at start (a background job of a script: `mode2 train … &`)"],
+)
+def test_ctrl_c_during_training_ends_with_130_and_the_resume_command(
+    world: Path, tmp_path: Path, ignored_at_start: bool
+) -> None:
+    """Python installs no KeyboardInterrupt handler in a process started with SIGINT ignored (as `&` in a
+    non-interactive shell starts it): the trainer's own handler must still stop it (it used to train on)."""
     out = tmp_path / "run"
     command = [
         sys.executable,
@@ -333,7 +346,15 @@ def test_ctrl_c_during_training_ends_with_130_and_the_resume_command(world: Path
         "1",
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), MPLBACKEND="Agg")
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if ignored_at_start else None,
+    )
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 120
