@@ -55,7 +55,7 @@ def paired(
             continue
         for minutes in sorted({k[2] for k in mine}):
             shared = [k for k in mine if k[2] == minutes and k in runs[baseline]]
-            keys = sorted(k for k in shared if _value(mine[k], metric) and _value(runs[baseline][k], metric))
+            keys = sorted(k for k in shared if _has(mine[k], metric) and _has(runs[baseline][k], metric))
             if not keys:
                 continue
             delta = [mine[k]["metrics"][metric] - runs[baseline][k]["metrics"][metric] for k in keys]
@@ -77,13 +77,13 @@ def paired(
     return rows
 
 
-def _value(run: dict[str, Any], metric: str) -> bool:
+def _has(run: dict[str, Any], metric: str) -> bool:
     value = run["metrics"].get(metric)
     return value is not None and bool(np.isfinite(value))
 
 
 def _mean(runs: Any, metric: str) -> float | None:
-    finite = [r["metrics"][metric] for r in runs if _value(r, metric)]
+    finite = [r["metrics"][metric] for r in runs if _has(r, metric)]
     return float(np.mean(finite)) if finite else None
 
 

@@ -41,6 +41,7 @@ from training.data.windows import (
     require_labelled,
     split_sessions,
 )
+from training.fitting.confidence_head_fit import fits_closed_form, learns_by_gradient
 from training.fitting.recommend import MODE2_SETTINGS, curve_settings, recommend
 from training.fitting.trainer import TrainConfig, train
 from training.fitting.user_calibration import model_frames, per_donning
@@ -236,9 +237,10 @@ def _interrupted_hint(out: Path, prefix: str) -> str:
 
 @contextlib.contextmanager
 def _ctrl_c_as_stop_request(stop: threading.Event) -> Iterator[None]:
-    """During training, Ctrl-C only sets `stop`; the trainer raises KeyboardInterrupt at its next batch. A
-    KeyboardInterrupt raised wherever the signal lands can be swallowed (one raised inside a finaliser is only
-    printed as "Exception ignored"), and then training went on; a flag cannot be lost. Main thread only."""
+    """During training, Ctrl-C only sets `stop`; the trainer raises KeyboardInterrupt at its next batch. Python
+    installs no KeyboardInterrupt handler in a process started with SIGINT ignored — what `mode2 train … &` in a
+    script does — and such a run trained on through Ctrl-C; this handler is installed whatever the start. Main
+    thread only (signal handlers can only be set there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -435,12 +437,12 @@ def _announce(args: argparse.Namespace, model: torch.nn.Module, data: _Data, dev
         f"training windows from {len(data.split.train)} sessions, {len(data.val_windows)} held-out windows from "
         f"{[s.key for s in data.split.val]}"
     )
-    head = getattr(model, "confidence_head", None)
-    confidence = (
-        " (the confidence head is fitted in closed form after each epoch and at the end)"
-        if getattr(head, "closed_form", False)
-        else " + 0.1 × confidence-head loss"
-    )
+    if fits_closed_form(model):
+        confidence = " (the confidence head is fitted in closed form after each epoch and at the end)"
+    elif learns_by_gradient(model):
+        confidence = " + 0.1 × confidence-head loss"
+    else:
+        confidence = " (the confidence head is not trained)"
     print(f"loss = MSE(θ, rad²) + MSE(joints, dm²){confidence}; MPJPE in mm vs camera labels")
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from training.data.windows import SUPERVISED_INDICES, WindowSet
+from training.scoring.metrics import mpjpe_mm
 
 RIDGE_PENALTY = 1000.0  # in units of one standardised window (Z'Z has n on its diagonal)
 MIN_WINDOWS = 2  # fewer labelled windows than this leave the head as it was
@@ -73,11 +74,11 @@ def head_inputs_and_targets(
         sl = slice(start, start + batch_size)
         emg = windows.emg[sl].to(device)
         out = model.forward_trajectory(emg, initial.to(device).expand(emg.shape[0], 20), now)
-        ok = windows.mask[sl, -1]
-        error_mm = (out["joints"][:, -1].cpu() - windows.joints[sl, -1]).norm(dim=-1).mean(dim=-1) * 1000.0
-        inputs.append(out["confidence_input"].cpu()[ok])
-        targets.append(torch.log1p(error_mm[ok]))
-    return torch.cat(inputs).double().numpy(), torch.cat(targets).double().numpy()
+        ok = windows.mask[sl, -1].numpy()
+        error_mm = mpjpe_mm(out["joints"][:, -1].cpu().numpy(), windows.joints[sl, -1].numpy())
+        inputs.append(out["confidence_input"].cpu().double().numpy()[ok])
+        targets.append(np.log1p(error_mm[ok].astype(np.float64)))
+    return np.concatenate(inputs), np.concatenate(targets)
 
 
 def fit_confidence_head(
@@ -95,6 +96,12 @@ def fits_closed_form(model: torch.nn.Module) -> bool:
     """Whether `model`'s confidence head is fitted here (not the MLP head, not Mode 1's frozen head)."""
     head = getattr(model, "confidence_head", None)
     return bool(getattr(head, "closed_form", False)) and getattr(model, "fits_confidence", True)
+
+
+def learns_by_gradient(model: torch.nn.Module) -> bool:
+    """Whether `model`'s confidence head is trained with the pose loss (the guide's MLP head; not a closed-form
+    head, not Mode 1's frozen one)."""
+    return any(p.requires_grad for p in model.confidence_head.parameters())
 
 
 def fit_head_on(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray) -> LinearFit | None:

@@ -29,7 +29,12 @@ from tqdm import tqdm
 from firmware_bridge.atomic_write import atomic_path, write_text_atomic
 from firmware_bridge.errors import UserError
 from training.data.windows import SUPERVISED_INDICES, WindowSet
-from training.fitting.confidence_head_fit import fit_confidence_head, fit_head_on, fits_closed_form
+from training.fitting.confidence_head_fit import (
+    fit_confidence_head,
+    fit_head_on,
+    fits_closed_form,
+    learns_by_gradient,
+)
 from training.hand.fk_numpy import forward_kinematics_np
 from training.models.checkpoint_meta import CheckpointMeta, ValidationMetrics
 from training.models.model_io import save_model_checkpoint
@@ -92,8 +97,7 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
     confidence = ((out["log_error"] - torch.log1p(now_error_mm)).pow(2) * now_ok).sum() / now_ok.sum().clamp_min(1)
     # the head's loss is in the objective only to train the head: a closed-form head (confidence_head_fit.py) or a
     # frozen one gets no gradient, and its loss must not reach the pose path through the head's inputs
-    trains_head = any(p.requires_grad for p in model.confidence_head.parameters())
-    confidence_weight = CONFIDENCE_WEIGHT if trains_head else 0.0
+    confidence_weight = CONFIDENCE_WEIGHT if learns_by_gradient(model) else 0.0
     return {
         "theta": theta,
         "joints": joints,
