@@ -16,6 +16,13 @@ trainer's per-epoch validation runs on the last training windows only for its lo
 is the training windows' mean (the deployable `train_mean` policy). The "first k minutes" are the sessions in
 name order, a window counting when it ends within k minutes of recording; k beyond what the subject has is
 capped, and the output says so.
+
+Every finished run is appended to `OUT/runs.jsonl` at once, so a long curve interrupted (or crashed) loses only
+the runs under way: run the same command again and the runs already in `OUT/runs.jsonl` are kept, not re-run.
+`--add-runs` brings in the runs of earlier curves (their `learning_curve.json` or `runs.jsonl`) — e.g. seed 1
+measured last week beside seeds 2 and 3 today — refusing any measured with another backbone, epochs, batch size,
+Mode 2 settings or held-out session. With several seeds the table also gives the seed-to-seed spread of one
+subject (what one training run can tell), and Mode 2 − direct is paired per subject and seed.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from training.data.windows import (
     channel_std,
     load_sessions,
 )
-from training.fitting.recommend import CURVES_PATH, recommendation_entry, record_curve
+from training.fitting.recommend import CURVES_PATH, MODE2_SETTINGS, recommendation_entry, record_curve
 from training.fitting.trainer import TrainConfig, train
 from training.hand.fk_numpy import forward_kinematics_np
 from training.hand.open_hand import open_hand_model
@@ -126,6 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbone", type=Path, default=None, help="default: the shipped stand-in")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per job (0 = default)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument(
+        "--add-runs",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="learning_curve.json or runs.jsonl of earlier curves of the same setting: their runs join this one's",
+    )
     parser.add_argument(
         "--record-curve",
         action="store_true",
@@ -278,6 +292,95 @@ def _job(task: tuple[str, str, int, float]) -> Run:
     return run_one(_JOB["data"][subject], arch, seed, minutes, _JOB["args"])
 
 
+RUNS_LOG = "runs.jsonl"
+RunKey = tuple[str, str, int, float]  # subject, arch, seed, minutes used
+
+
+def setting_of(args: argparse.Namespace, backbone_sha256: str) -> dict[str, Any]:
+    """What must match for runs of two invocations to belong to one curve (the held-out session is checked
+    per run, against the data)."""
+    return {
+        "backbone_sha256": backbone_sha256,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "mode2_settings": dict(MODE2_SETTINGS),
+    }
+
+
+def key_of(run: Run) -> RunKey:
+    return run.subject, run.arch, run.seed, round(run.minutes_used, 6)
+
+
+def _setting_of_result(result: dict[str, Any], path: Path) -> dict[str, Any]:
+    try:
+        arguments = result["arguments"]
+        return {
+            "backbone_sha256": result["backbone"]["sha256"],
+            "epochs": arguments["epochs"],
+            "batch_size": arguments["batch_size"],
+            "mode2_settings": result["recommendation_entry"]["mode2_settings"],
+        }
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{path}: not a learning_curve.json of this tool (no {error})") from error
+
+
+def read_runs(path: Path) -> list[tuple[dict[str, Any], Run]]:
+    """(setting, run) of every run in a learning_curve.json or a runs.jsonl."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (a learning_curve.json or {RUNS_LOG} of an earlier curve)")
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+            return [(line["setting"], Run(**line["run"])) for line in lines]
+        result = json.loads(text)
+        setting = _setting_of_result(result, path)
+        return [(setting, Run(**run)) for run in result["runs"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: cannot read its runs ({type(error).__name__}: {error})") from error
+
+
+def earlier_runs(
+    paths: list[Path], setting: dict[str, Any], data: dict[str, SubjectData], arches: list[str]
+) -> tuple[dict[RunKey, Run], int]:
+    """The runs of `paths` of --arches and the subjects in the data (later files win a repeated key), each checked
+    to belong to this curve, and how many were left out (another arch or subject)."""
+    runs: dict[RunKey, Run] = {}
+    left_out = 0
+    for path in paths:
+        for their, run in read_runs(path):
+            differs = [f"{k} {their.get(k)!r} (here {v!r})" for k, v in setting.items() if their.get(k) != v]
+            if differs:
+                raise UserError(
+                    f"{path}: measured with another setting — {'; '.join(differs)}; runs of one curve must share "
+                    "them (use another --out)"
+                )
+            if run.arch not in arches or run.subject not in data:
+                left_out += 1
+                continue
+            heldout = str(data[run.subject].heldout.path)
+            if run.heldout_file != heldout:
+                raise UserError(f"{path}: {run.subject} was evaluated on {run.heldout_file}, here on {heldout}")
+            runs[key_of(run)] = run
+    return runs, left_out
+
+
+def log_run(out: Path, setting: dict[str, Any], run: Run) -> None:
+    """Append one finished run to OUT/runs.jsonl (one line, flushed: an interruption keeps every line written)."""
+    with (out / RUNS_LOG).open("a") as log:
+        log.write(json.dumps({"setting": setting, "run": asdict(run)}) + "\n")
+        log.flush()
+
+
+def pending(tasks: list[tuple], data: dict[str, SubjectData], done: dict[RunKey, Run]) -> list[tuple]:
+    """The tasks whose run is not in `done` (a task's minutes are capped as its run's will be)."""
+    return [
+        (subject, arch, seed, minutes)
+        for subject, arch, seed, minutes in tasks
+        if (subject, arch, seed, round(min(minutes, data[subject].available_minutes), 6)) not in done
+    ]
+
+
 def tasks_of(data: dict[str, SubjectData], args: argparse.Namespace) -> tuple[list[tuple], list[str]]:
     """Every (subject, arch, seed, minutes) to run — one per distinct capped amount — and the capping notes."""
     tasks, notes = [], []
@@ -298,19 +401,95 @@ def tasks_of(data: dict[str, SubjectData], args: argparse.Namespace) -> tuple[li
 
 
 def aggregate(runs: list[Run]) -> list[dict[str, Any]]:
-    """Per arch × minutes used: mean and standard deviation over subjects × seeds of every metric."""
+    """Per arch × minutes used: mean and standard deviation over subjects × seeds of every metric, and — where a
+    subject has several seeds — the seed-to-seed standard deviation within a subject (pooled over subjects)."""
     rows = []
     for arch in dict.fromkeys(r.arch for r in runs):
         for used in sorted({round(r.minutes_used, 6) for r in runs if r.arch == arch}):
             group = [r for r in runs if r.arch == arch and round(r.minutes_used, 6) == used]
-            row: dict[str, Any] = {"arch": arch, "minutes": used, "n": len(group)}
+            row: dict[str, Any] = {
+                "arch": arch,
+                "minutes": used,
+                "n": len(group),
+                "subjects": len({r.subject for r in group}),
+                "seeds": sorted({r.seed for r in group}),
+            }
             for key in (*METRICS, "mean_pose_mpjpe_mm"):
-                values = [r.mean_pose_mpjpe_mm if key == "mean_pose_mpjpe_mm" else r.metrics[key] for r in group]
-                finite = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+                finite = np.array([v for v in (_value(r, key) for r in group) if v is not None], dtype=float)
                 row[key] = float(finite.mean()) if len(finite) else None
                 row[key + "_std"] = float(finite.std()) if len(finite) else None
+            for key in METRICS:
+                row[key + "_seed_sd"] = seed_sd(group, key)
             rows.append(row)
     return rows
+
+
+def _value(run: Run, key: str) -> float | None:
+    value = run.mean_pose_mpjpe_mm if key == "mean_pose_mpjpe_mm" else run.metrics.get(key)
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def seed_sd(group: list[Run], key: str) -> float | None:
+    """Root of the mean over subjects of the variance across one subject's seeds (ddof 1): how far two trainings
+    of the same subject and data land apart. None without a subject of ≥ 2 seeds."""
+    variances = []
+    for subject in dict.fromkeys(r.subject for r in group):
+        values = [v for v in (_value(r, key) for r in group if r.subject == subject) if v is not None]
+        if len(values) >= 2:
+            variances.append(float(np.var(values, ddof=1)))
+    return float(np.sqrt(np.mean(variances))) if variances else None
+
+
+def paired_margins(runs: list[Run], a: str = "mode2", b: str = "direct") -> list[dict[str, Any]]:
+    """MPJPE of `a` − `b` per amount, paired on subject and seed (same data, same seed), averaged over a
+    subject's seeds first: the subject is the unit a new user is drawn from, so the standard error is over
+    subjects (None with one subject)."""
+
+    def pair_key(run: Run) -> tuple[str, int, float]:
+        return run.subject, run.seed, round(run.minutes_used, 6)
+
+    mine = {pair_key(r): r for r in runs if r.arch == a}
+    theirs = {pair_key(r): r for r in runs if r.arch == b}
+    rows = []
+    for minutes in sorted({k[2] for k in mine}):
+        keys = sorted(
+            k
+            for k in mine
+            if k[2] == minutes
+            and k in theirs
+            and _value(mine[k], "mpjpe_mean_mm") is not None
+            and _value(theirs[k], "mpjpe_mean_mm") is not None
+        )
+        if not keys:
+            continue
+        delta = {k: mine[k].metrics["mpjpe_mean_mm"] - theirs[k].metrics["mpjpe_mean_mm"] for k in keys}
+        subjects = list(dict.fromkeys(k[0] for k in keys))
+        per_subject = np.array([np.mean([d for k, d in delta.items() if k[0] == s]) for s in subjects])
+        rows.append(
+            {
+                "minutes": minutes,
+                "mean_mm": float(per_subject.mean()),
+                "se_mm": float(per_subject.std(ddof=1) / np.sqrt(len(subjects))) if len(subjects) > 1 else None,
+                "subjects": len(subjects),
+                "pairs": len(keys),
+                "wins": int(sum(d < 0 for d in delta.values())),
+            }
+        )
+    return rows
+
+
+def paired_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| minutes | Mode 2 − direct, paired (mm) | ± 1 se over subjects | subjects | pairs | Mode 2 better in |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        se = "—" if r["se_mm"] is None else f"{r['se_mm']:.2f}"
+        lines.append(
+            f"| {r['minutes']:.3g} | {r['mean_mm']:+.2f} | {se} | {r['subjects']} | {r['pairs']} | "
+            f"{r['wins']}/{r['pairs']} |"
+        )
+    return "\n".join(lines)
 
 
 def answer(rows: list[dict[str, Any]]) -> str:
@@ -354,14 +533,18 @@ def table(rows: list[dict[str, Any]]) -> str:
             return "—"
         return f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"
 
+    def spread(row: dict[str, Any]) -> str:
+        value = row.get("mpjpe_mean_mm_seed_sd")
+        return "—" if value is None else f"{value:.2f}"
+
     lines = [
-        "| model | minutes | runs | MPJPE (mm) | fingertips (mm) | skill | flexion error (°) | confidence AUROC "
-        "| mean pose (mm) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | minutes | runs | MPJPE (mm) | seed sd (mm) | fingertips (mm) | skill | flexion error (°) "
+        "| confidence AUROC | mean pose (mm) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {NAMES[r['arch']]} | {r['minutes']:.3g} | {r['n']} | {cell(r, 'mpjpe_mean_mm', 2)} | "
+            f"| {NAMES[r['arch']]} | {r['minutes']:.3g} | {r['n']} | {cell(r, 'mpjpe_mean_mm', 2)} | {spread(r)} | "
             f"{cell(r, 'fingertip_mean_mm', 2)} | {cell(r, 'skill', 3)} | {cell(r, 'flexion_error_mean_deg', 1)} | "
             f"{cell(r, 'confidence_auroc', 3)} | {cell(r, 'mean_pose_mpjpe_mm', 2)} |"
         )
@@ -398,6 +581,14 @@ def plot(rows: list[dict[str, Any]], path: Path, epochs: int) -> None:
     plt.close(fig)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -406,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     subjects = args.subjects or sorted({s.subject_id for s in sessions})
     data = {subject: subject_data(sessions, subject, args.heldout_session) for subject in subjects}
     tasks, notes = tasks_of(data, args)
+    backbone = load_backbone(args.backbone)[1].to_dict()
+    setting = setting_of(args, backbone["sha256"])
     print(
         f"{len(subjects)} subjects, arches {' '.join(args.arches)}, seeds {' '.join(map(str, args.seeds))}, "
         f"{args.epochs} epochs per run (the same for every amount), batch {args.batch_size}; no model selection "
@@ -413,27 +606,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     for note in notes:
         print(f"note: {note}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    logged = args.out / RUNS_LOG
+    sources = [*args.add_runs, *([logged] if logged.is_file() else [])]
+    done, left_out = earlier_runs(sources, setting, data, args.arches)
+    todo = pending(tasks, data, done)
+    if sources:
+        print(
+            f"{len(done)} runs kept from {', '.join(map(str, sources))}"
+            + (f" ({left_out} of other arches or subjects left out)" if left_out else "")
+            + f"; {len(todo)} of the {len(tasks)} asked for still to run"
+        )
     _JOB.update(data=data, args=args)
-    if args.jobs > 1:
+    runs = list(done.values())
+    if args.jobs > 1 and len(todo) > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-            runs = list(tqdm(pool.imap(_job, tasks), total=len(tasks), desc="runs"))
+            for run in tqdm(pool.imap_unordered(_job, todo), total=len(todo), desc="runs"):
+                log_run(args.out, setting, run)
+                runs.append(run)
     else:
-        runs = [_job(task) for task in tqdm(tasks, desc="runs")]
+        for task in tqdm(todo, desc="runs"):
+            run = _job(task)
+            log_run(args.out, setting, run)
+            runs.append(run)
+    order = {arch: i for i, arch in enumerate(ARCHES)}
+    runs.sort(key=lambda r: (order[r.arch], r.subject, r.seed, r.minutes_used))
     rows = aggregate(runs)
+    margins = paired_margins(runs)
     verdict = answer(rows)
     print(table(rows))
+    if margins:
+        print(paired_table(margins))
     print(verdict)
-    args.out.mkdir(parents=True, exist_ok=True)
     result = {
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "arguments": {k: _plain(v) for k, v in vars(args).items()},
         "model_selection": "none: the last epoch's weights are evaluated",
         "notes": notes,
         "rows": rows,
+        "paired_mode2_minus_direct": margins,
         "answer": verdict,
         "runs": [asdict(r) for r in runs],
         "cpu_seconds_total": sum(r.seconds for r in runs),
     }
-    backbone = load_backbone(args.backbone)[1].to_dict()
     result["backbone"] = {k: backbone[k] for k in ("kind", "path", "sha256")}
     synthetic = all(bool(s.attrs.get("synthetic", False)) for s in sessions)
     result["recommendation_entry"] = recommendation_entry(result, backbone, synthetic)

@@ -145,3 +145,92 @@ def test_each_variant_trains_mode2_with_its_options(small_world: Path, monkeypat
     assert seen["mode2-ft"][2].backbone_finetune == "decoder" and not seen["mode2-ft"][1].scale_adapter_lr
     assert any(p.requires_grad for p in seen["mode2-ft"][0].backbone.decoder.parameters())
     assert seen["mode2-alr"][1].scale_adapter_lr and seen["mode2-alr"][2].backbone_finetune == "none"
+
+
+def _argv(small_world: Path, out: Path, *more: str) -> list[str]:
+    return [
+        "--data", str(small_world / "s01_r0?.h5"), "--out", str(out), "--minutes", "0.5", "5", "--seeds", "1",
+        "--epochs", "1", "--arches", "mode1", "direct", "--heldout-session", "r03", "--threads", "1", *more,
+    ]  # fmt: skip
+
+
+def _quiet_main(module: Any, argv: list[str]) -> str:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert module.main(argv) == 0
+    return buffer.getvalue()
+
+
+def test_every_run_is_logged_as_it_ends_and_a_rerun_trains_only_what_is_missing(
+    curve: tuple[Path, str], small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done_out, _ = curve
+    lines = (done_out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line)["setting"]["epochs"] == 1 for line in lines)
+    # an interrupted curve: two of the four runs logged
+    (tmp_path / "runs.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    module = load_benchmark("learning_curve")
+    trained: list[tuple] = []
+    real_run_one = module.run_one
+
+    def recording_run_one(data: Any, arch: str, seed: int, minutes: float, args: Any) -> Any:
+        trained.append((arch, seed, minutes))
+        return real_run_one(data, arch, seed, minutes, args)
+
+    monkeypatch.setattr(module, "run_one", recording_run_one)
+    printed = _quiet_main(module, _argv(small_world, tmp_path))
+    kept = [json.loads(line)["run"] for line in lines[:2]]
+    assert len(trained) == 2 and all((r["arch"], r["seed"], r["minutes_asked"]) not in trained for r in kept)
+    assert "2 runs kept from" in printed and "2 of the 4 asked for still to run" in printed
+    result = json.loads((tmp_path / "learning_curve.json").read_text())
+    assert len(result["runs"]) == 4 and len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
+    for old in kept:  # the kept runs enter the curve as they were measured
+        assert any(r == old for r in result["runs"])
+    # all four logged now: a third invocation trains nothing and gives the same rows
+    trained.clear()
+    _quiet_main(module, _argv(small_world, tmp_path))
+    assert trained == [] and json.loads((tmp_path / "learning_curve.json").read_text())["rows"] == result["rows"]
+
+
+def test_added_runs_of_another_setting_or_heldout_session_are_refused(
+    curve: tuple[Path, str], small_world: Path, tmp_path: Path
+) -> None:
+    from firmware_bridge.errors import UserError
+
+    done_out, _ = curve
+    module = load_benchmark("learning_curve")
+    added = ["--add-runs", str(done_out / "learning_curve.json")]
+    with pytest.raises(UserError, match=r"measured with another setting — epochs 1 \(here 2\)"):
+        module.main([*_argv(small_world, tmp_path / "a", *added), "--epochs", "2"])
+    with pytest.raises(UserError, match=r"s01 was evaluated on .*s01_r03\.h5, here on .*s01_r02\.h5"):
+        module.main([*_argv(small_world, tmp_path / "b", *added), "--heldout-session", "r02"])
+    with pytest.raises(UserError, match="no such file"):
+        module.main(_argv(small_world, tmp_path / "c", "--add-runs", str(tmp_path / "missing.json")))
+    # the same setting: every run comes from the earlier curve, nothing is trained, arches not asked are left out
+    printed = _quiet_main(module, [*_argv(small_world, tmp_path / "d", *added), "--arches", "direct"])
+    assert "2 runs kept from" in printed and "(2 of other arches or subjects left out)" in printed
+    assert "0 of the 2 asked for still to run" in printed
+
+
+def _run(module: Any, subject: str, arch: str, seed: int, mm: float) -> Any:
+    return module.Run(subject, arch, seed, 5.0, 5.0, False, [], "h", 10, 10, 20.0, 1.0, {"mpjpe_mean_mm": mm})
+
+
+def test_seed_spread_is_within_subjects_and_mode2_is_paired_with_direct_per_subject_and_seed() -> None:
+    module = load_benchmark("learning_curve")
+    mode2 = {("s01", 1): 10.0, ("s01", 2): 12.0, ("s02", 1): 20.0, ("s02", 2): 20.0}
+    direct = {("s01", 1): 11.0, ("s01", 2): 14.0, ("s02", 1): 19.0, ("s02", 2): 19.5}
+    runs = [_run(module, s, "mode2", seed, mm) for (s, seed), mm in mode2.items()]
+    runs += [_run(module, s, "direct", seed, mm) for (s, seed), mm in direct.items()]
+    rows = {r["arch"]: r for r in module.aggregate(runs)}
+    # s01's seeds differ by 2 mm (variance 2), s02's not at all: pooled sd = sqrt((2 + 0) / 2) = 1, while the
+    # spread over subjects × seeds (4.2 mm) is mostly between subjects
+    assert rows["mode2"]["mpjpe_mean_mm_seed_sd"] == pytest.approx(1.0)
+    assert rows["mode2"]["mpjpe_mean_mm_std"] > 4.0 and rows["mode2"]["seeds"] == [1, 2]
+    (paired,) = module.paired_margins(runs)
+    # per subject: s01 (−1 − 2)/2 = −1.5, s02 (1 + 0.5)/2 = 0.75; mean −0.375, se = sd/√2 = 1.125
+    assert paired["mean_mm"] == pytest.approx(-0.375) and paired["se_mm"] == pytest.approx(1.125)
+    assert (paired["subjects"], paired["pairs"], paired["wins"]) == (2, 4, 2)
+    one_seed = [r for r in runs if r.seed == 1]
+    assert module.aggregate(one_seed)[0]["mpjpe_mean_mm_seed_sd"] is None
+    assert "| 5 | -0.38 | 1.12 | 2 | 4 | 2/4 |" in module.paired_table([paired])

@@ -88,3 +88,18 @@ def test_the_shipped_curve_belongs_to_the_shipped_backbone() -> None:
     advice = recommend(sha256_of(default_backbone_path()), 5.0)
     assert advice is not None, "training/assets/learning_curves.json has no curve for the shipped stand-in"
     assert set(advice.expected_mm) >= {"mode2", "direct"}
+
+
+def test_a_curve_with_paired_runs_says_the_paired_difference_at_the_nearest_amount() -> None:
+    curve = _curve()
+    curve["paired_mode2_minus_direct"] = [
+        {"minutes": 1.0, "mean_mm": -2.04, "se_mm": 0.47, "subjects": 3, "pairs": 9, "wins": 8},
+        {"minutes": 20.0, "mean_mm": 4.96, "se_mm": None, "subjects": 1, "pairs": 3, "wins": 0},
+    ]
+    said = recommend("abc", 1.5, [curve]).describe("mode2")
+    assert "paired at 1 min, Mode 2 − direct -2.0 ± 0.5 mm (1 se over 3 subjects)" in said
+    assert "Mode 2 better in 8 of 9 subject × seed runs" in said
+    assert "paired at 20 min, Mode 2 − direct +5.0 mm (1 se over 1 subjects)" in recommend(
+        "abc", 15.0, [curve]
+    ).describe("direct")
+    assert "paired" not in recommend("abc", 1.5, [_curve()]).describe("mode2")  # a curve recorded without pairs

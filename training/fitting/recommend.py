@@ -30,7 +30,9 @@ MODE2_SETTINGS = {
 NAMES = {"mode2": "Mode 2", "mode1": "Mode 1 (diagnostic, cannot be exported)", "direct": "the direct baseline"}
 ROW_KEYS = ("arch", "minutes", "n", "mpjpe_mean_mm", "mpjpe_mean_mm_std")
 DEPLOYABLE = ("mode2", "direct")  # Mode 1 is the guide's diagnostic: never recommended for the device
-TIE_MM = 0.5  # closer than this, one run per subject cannot tell the two apart (paired gaps vary by ±1.8 mm)
+# closer than this, the curve cannot tell the two apart: two trainings of one subject on the same data differ
+# by ~0.1–0.3 mm (seed sd, 3 seeds) but paired gaps vary between subjects by ±0.5–1.4 mm (sd, 3 subjects)
+TIE_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Recommendation:
     expected_mm: dict[str, float]  # arch → expected held-out MPJPE at `minutes`
     clamped_to: float | None  # the measured amount used when `minutes` lies outside the curve
     evidence: str  # what the curve rests on
+    paired: dict[str, Any] | None = None  # Mode 2 − direct paired at the nearest measured amount, when recorded
 
     def describe(self, training_arch: str) -> str:
         at = f"{self.minutes:.1f} min" + (
@@ -60,7 +63,17 @@ class Recommendation:
             verdict = f"{NAMES[training_arch]} is the expected best for this amount of data{margin}"
         else:
             verdict = f"{NAMES[self.arch]} is expected to do better here{margin}: consider --arch {self.arch}"
-        return f"learning curve for this backbone at {at}: {figures} held-out MPJPE ({self.evidence}) → {verdict}"
+        said = f"learning curve for this backbone at {at}: {figures} held-out MPJPE ({self.evidence}) → {verdict}"
+        return said + (f"; {describe_paired(self.paired)}" if self.paired else "")
+
+
+def describe_paired(row: dict[str, Any]) -> str:
+    """One paired row of a curve in words: the mean difference, its spread over subjects, the wins."""
+    se = "" if row.get("se_mm") is None else f" ± {row['se_mm']:.1f}"
+    return (
+        f"paired at {row['minutes']:g} min, Mode 2 − direct {row['mean_mm']:+.1f}{se} mm (1 se over "
+        f"{row['subjects']} subjects), Mode 2 better in {row['wins']} of {row['pairs']} subject × seed runs"
+    )
 
 
 def recommendation_entry(result: dict[str, Any], backbone: dict[str, Any], synthetic: bool) -> dict[str, Any]:
@@ -71,11 +84,12 @@ def recommendation_entry(result: dict[str, Any], backbone: dict[str, Any], synth
         "backbone_sha256": backbone["sha256"],
         "backbone": {"kind": backbone["kind"], "path": Path(backbone["path"]).name},
         "subjects": arguments["subjects"] or sorted({r["subject"] for r in result["runs"]}),
-        "seeds": arguments["seeds"],
+        "seeds": sorted({r["seed"] for r in result["runs"]}) or arguments["seeds"],
         "epochs": arguments["epochs"],
         "data": arguments["data"],
         "mode2_settings": dict(MODE2_SETTINGS),
         "rows": [{k: row[k] for k in ROW_KEYS} for row in result["rows"]],
+        "paired_mode2_minus_direct": result.get("paired_mode2_minus_direct", []),
     }
 
 
@@ -138,4 +152,6 @@ def recommend(
         f"{len(entry['subjects'])} new subject(s) × {len(entry['seeds'])} seed(s), {entry['epochs']} epochs, "
         f"{world}{first_look}"
     )
-    return Recommendation(best, minutes, expected, clamped, evidence)
+    paired = entry.get("paired_mode2_minus_direct") or []
+    nearest = min(paired, key=lambda r: abs(math.log(r["minutes"]) - math.log(minutes)), default=None)
+    return Recommendation(best, minutes, expected, clamped, evidence, nearest)
