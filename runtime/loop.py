@@ -77,6 +77,8 @@ class LoopStats:
 
 
 RECENT_HOPS = 200  # the telemetry's latency percentiles cover the last 10 s at 20 Hz
+# the event that tells the signal checker's advisory (a flag up that does not close the gate) and its end
+ADVISORY_EVENT, ADVISORY_CLEARED = "signal_advisory", "cleared"
 
 
 def _recent_percentiles(values: TimingRing, *qs: float) -> list[float]:
@@ -134,6 +136,7 @@ class RuntimeLoop:
         self._next_hop_at = self.window  # absolute sample count at which the next hop is due
         self._clean_after = 0  # the window is discontinuous until the ring's total passes this
         self._report = None  # latest signal-quality report
+        self._advisory = ""  # the signal checker's advisory last told (an event when it changes)
         self._last_pred: Prediction | None = None
         self._last_targets = hand.safe_pose.copy()
         self._last_send = -1.0
@@ -240,6 +243,9 @@ class RuntimeLoop:
                 self._clean_after = self.ring.total + int(event.index) + self.window
                 self.engine.restart(int(event.index))
         self._report = self.quality.update(samples, stamps, list(chunk.events))
+        if self._report.advisory != self._advisory:  # a flag that does not gate: told once, and when it clears
+            self._advisory = self._report.advisory
+            self._event(ADVISORY_EVENT, self._advisory or ADVISORY_CLEARED)
         if not len(samples):
             return
         repaired = self._repair_zero_rows(samples)
@@ -456,6 +462,7 @@ class RuntimeLoop:
             "quality_flags": [int(f) for f in row.quality_flags],
             "quality_ok": bool(report.ok),
             "quality_reason": str(report.reason),
+            "quality_advisory": str(report.advisory),
             "stream_gaps": row.stream_gaps,
             "stream_duplicates": row.stream_duplicates,
             "stream_stalls": int(getattr(health, "stalls", 0)),

@@ -31,6 +31,12 @@ HOP_BLOCK_S = 0.25  # hop rows wait at most this long before they are written...
 FLUSH_S = 1.0 - HOP_BLOCK_S  # ...and the file is flushed this often, so kill -9 still loses at most 1 s
 
 
+def fit_text(text: str) -> bytes:
+    """`text` as UTF-8 in at most REASON_BYTES bytes, cut at a character boundary (a cut "µ" would read back as
+    a replacement character)."""
+    return text.encode()[:REASON_BYTES].decode("utf-8", "ignore").encode()
+
+
 def software_version() -> str:
     try:
         return version("mode2-edge")
@@ -141,7 +147,7 @@ class RunFileWriter:
         w.append_extra(f"{g}/hop", column("hop", np.int64))
         w.append_extra(f"{g}/active", column("active", np.uint8))
         w.append_extra(f"{g}/state", np.array([r.state.encode() for r in rows], "S8"))
-        reasons = [r.gate_reason.encode()[:REASON_BYTES] for r in rows]
+        reasons = [fit_text(r.gate_reason) for r in rows]
         w.append_extra(f"{g}/gate_reason", np.array(reasons, f"S{REASON_BYTES}"))
         w.append_extra(f"{g}/armed", column("armed", np.uint8))
         w.append_extra(f"{g}/estop", column("estop", np.uint8))
@@ -165,9 +171,7 @@ class RunFileWriter:
     def log_event(self, wall_time: float, emg_time: float, kind: str, detail: str) -> None:
         self._write_hops()  # the hops before an event (a stall stops the hops) reach the file with it
         self._writer.append_extra(f"{RUN_GROUP}/events_time", np.array([[wall_time, emg_time]], np.float64))
-        self._writer.append_extra(
-            f"{RUN_GROUP}/events", np.array([f"{kind}: {detail}".encode()[:REASON_BYTES]], f"S{REASON_BYTES}")
-        )
+        self._writer.append_extra(f"{RUN_GROUP}/events", np.array([fit_text(f"{kind}: {detail}")], f"S{REASON_BYTES}"))
 
     def set_attr(self, key: str, value: Any) -> None:
         self._writer.set_attr(key, value if isinstance(value, str | int | float | bool) else json.dumps(value))

@@ -301,7 +301,7 @@ class SignalQuality:
         self._broadband = np.zeros(c)
         self._last_flags = np.zeros(c, dtype=np.int64)
         self._last_reason = ""
-        self._advisory_flags: np.ndarray | None = None
+        self._advisory_channels: np.ndarray | None = None
         self._advisory = ""
 
     def update(
@@ -546,11 +546,15 @@ class SignalQuality:
             mains = np.flatnonzero(flags & int(QualityFlag.MAINS))
             if len(mains):
                 gating = flags & ~int(QualityFlag.MAINS)
-                if not np.array_equal(flags, self._advisory_flags):  # words only when the flags change
-                    self._advisory_flags = flags
+                # words only when the set of channels changes (its figures as first seen): the runtime tells
+                # each new advisory as an event, and other channels' flags or the figures come and go
+                if not np.array_equal(mains, self._advisory_channels):
+                    self._advisory_channels = mains
+                    # the advice first, the figures last: a run file keeps the first 160 bytes of an event
+                    where, _, figures = self._describe(QualityFlag.MAINS, int(mains[0])).partition(" (")
                     self._advisory = (
-                        self._describe(QualityFlag.MAINS, int(mains[0]))
-                        + f" — the model's input filter removes it; re-seat the electrode ({len(mains)} channel(s))"
+                        f"{where} — the model's input filter removes it; re-seat the electrode "
+                        f"({len(mains)} channel(s); {figures}"
                     )
                 advisory = self._advisory
         ok = not np.count_nonzero(gating)

@@ -363,6 +363,9 @@ class DashboardApp(App[None]):
             quality = str(hop.get("quality_reason") or "")
             if quality and quality not in reasons[0]:
                 reasons.append(f"signal: {quality}")
+            advisory = str(hop.get("quality_advisory") or "")
+            if advisory:  # a flag up that does not close the gate (mains the model's filter removes)
+                reasons.append(f"advisory: {advisory}")
             banner.reason = " · ".join(r for r in reasons if r)
         banner.armed = hop.get("armed") if isinstance(hop.get("armed"), bool) else None
         banner.confidence = as_float(hop.get("confidence"))

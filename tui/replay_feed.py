@@ -41,11 +41,12 @@ import numpy as np
 
 from firmware_bridge.errors import UserError
 from runtime.hand_config import JOINT_SUMMARY_FIELDS
-from runtime.loop import RECENT_HOPS
+from runtime.loop import ADVISORY_CLEARED, ADVISORY_EVENT, RECENT_HOPS
 from runtime.run_file import COUNTER_COLUMNS, NOT_SENT, RUN_GROUP, TIMINGS_COLUMNS
 from runtime.signal_quality import (  # the order a closed gate names its reason
     FLAG_PRIORITY,
     STREAM_FLAGS,
+    QualityFlag,
     quality_bits,
 )
 from runtime.telemetry import GATE_STATES, TELEMETRY_VERSION
@@ -247,6 +248,24 @@ def _number(value: Any, digits: int) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
+def _advisories(run: RunData, hop_t: np.ndarray) -> list[str]:
+    """Per hop, the signal checker's advisory in force (its last `signal_advisory` event at or before the hop;
+    "" before any or after one saying it cleared)."""
+    told = [
+        (t, detail)
+        for t, text in zip(run.event_t.tolist(), run.event_text, strict=True)
+        for kind, _, detail in [text.partition(": ")]
+        if kind == ADVISORY_EVENT
+    ]
+    times = [t for t, _ in told]
+    out = []
+    for t in hop_t.tolist():
+        k = bisect.bisect_right(times, t) - 1
+        detail = told[k][1] if k >= 0 else ""
+        out.append("" if detail == ADVISORY_CLEARED else detail)
+    return out
+
+
 def _quality_reason(flags: np.ndarray, gate_reason: str) -> str:
     if not flags.any():
         return ""
@@ -282,6 +301,7 @@ class ReplayFeed(Feed):
         self._t = rows["t"].astype(np.float64)
         self._t_list = self._t.tolist()
         self._event_t = self.run.event_t.tolist()
+        self._advisory = _advisories(self.run, self._t)
         rate = float(self.hello["model"]["metadata"]["rate_hz"])
         self._hop_ms = int(self.run.attrs.get("hop_samples", 25)) / rate * 1000.0
         self._latency = rows["timings_ms"][:, TIMINGS_COLUMNS.index("latency_ms")].astype(np.float64)
@@ -519,6 +539,9 @@ class ReplayFeed(Feed):
         recent = self._latency[max(0, i + 1 - RECENT_HOPS) : i + 1]
         p50, p99 = np.percentile(recent, (50, 99))
         flags = r["quality_flags"][i].astype(np.int64)
+        advisory = self._advisory[i]
+        # under an advisory the MAINS bit is up but does not gate: the verdict is on the other flags
+        gating = flags & ~int(QualityFlag.MAINS) if advisory else flags
         gate_reason = r["gate_reason"][i].decode("utf-8", "replace")
         targets = r["targets"][i]
         return {
@@ -530,8 +553,9 @@ class ReplayFeed(Feed):
             "wall": None,  # not recorded
             "emg_rms_uv": [round(float(v), 2) for v in r["emg_rms_uv"][i]],
             "quality_flags": [int(f) for f in flags],
-            "quality_ok": not flags.any(),
-            "quality_reason": _quality_reason(flags, gate_reason),
+            "quality_ok": not gating.any(),
+            "quality_reason": _quality_reason(gating, gate_reason),
+            "quality_advisory": advisory,
             "stream_gaps": counters["stream_gaps"],
             "stream_duplicates": counters["stream_duplicates"],
             "stream_stalls": None,  # not recorded

@@ -102,6 +102,24 @@ def test_replay_drives_the_emulated_hand_and_records_a_run_file(exported_model, 
     assert run["attrs"]["model_sha256"] == hashlib.sha256(exported_model.read_bytes()).hexdigest()
     assert json.loads(run["attrs"]["model_metadata"])["input"]["window_samples"] == 1000
     assert read_session(run_file).emg_raw.shape == source.emg_raw.shape  # `inspect`/replay read it
+    # r03's channels with more mains than EMG: advisory (the model notches both families), told once as it
+    # appears, on the status line and in the run file, and shown by a replay of the run file hop by hop
+    advisories = [e.decode() for e in run["events"] if e.startswith(b"signal_advisory: ")]
+    assert advisories and "mains" in advisories[0] and "re-seat" in advisories[0], run["events"]
+    assert "signal_advisory" in out or "re-seat" in out
+    from tui.replay_feed import ReplayFeed
+
+    now = [0.0]  # the replay's play clock
+    feed = ReplayFeed(run_file, clock=lambda: now[0])
+    assert feed.read(0.0)["type"] == "status"  # the play clock starts with the first read
+    now[0] = 10_000.0  # every hop is due
+    hops = [m for m in iter(lambda: feed.read(0.0), None) if m["type"] == "hop"]
+    assert len(hops) == summary["hops"]
+    told = [h for h in hops if h["quality_advisory"]]
+    assert told and told[-1]["quality_advisory"] == advisories[-1].removeprefix("signal_advisory: ")
+    assert any(h["quality_ok"] and h["quality_flags"] != [0] * len(h["quality_flags"]) for h in told), (
+        "an advisory-only MAINS bit does not make the replayed verdict unsound"
+    )
     again = finish(
         run_on(
             exported_model, f"replay:{run_file}", "--speed", "0", "--quiet", "--summary-json", tmp_path / "again.json"

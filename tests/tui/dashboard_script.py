@@ -105,6 +105,7 @@ def hop(i: int, **fields: Any) -> Message:
         "quality_flags": [0] * 8,
         "quality_ok": True,
         "quality_reason": "",
+        "quality_advisory": "",
         "stream_gaps": 0,
         "stream_duplicates": 0,
         "stream_stalls": 0,

@@ -57,6 +57,23 @@ async def test_banner_shows_gate_state_reason_armed_and_confidence_from_the_hop(
 
 
 @pilot_test
+async def test_an_advisory_that_does_not_gate_is_shown_beside_an_open_gate_and_goes_when_cleared() -> None:
+    advisory = "channel 7: mains dominates — the model's input filter removes it; re-seat the electrode (1 channel(s)"
+    flags = [0] * 7 + [8]  # ch 7 mains, advisory: the gate stays open
+    told = hop(1, quality_flags=flags, quality_advisory=advisory)
+    feed = ScriptedFeed([connected(), hello(), hop(0), told])
+    app = DashboardApp(feed)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app, feed, 2)
+        text = banner_text(app)
+        assert "ACTIVE" in text and f"advisory: {advisory}" in text
+        assert "mains" in text_of(app.emg).splitlines()[7]
+        feed.push(hop(2))  # cleared
+        await settle(pilot, app, feed, 3)
+        assert "advisory" not in banner_text(app)
+
+
+@pilot_test
 async def test_each_channel_names_its_quality_flags_from_the_hello_bits() -> None:
     flags = [0, 0, 1, 0, 0, 4 | 8, 0, 0]  # ch 2 flat, ch 5 lift-off and mains
     feed = ScriptedFeed([connected(), hello(), hop(0, quality_flags=flags, quality_ok=False)])

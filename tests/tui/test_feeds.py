@@ -20,7 +20,8 @@ from tui.replay_feed import ReplayFeed, RunFileError
 
 RUN_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "tui" / "run_small.h5"
 HOP_FIELDS = {
-    "t", "hop", "wall", "emg_rms_uv", "quality_flags", "quality_ok", "quality_reason", "stream_gaps",
+    "t", "hop", "wall", "emg_rms_uv", "quality_flags", "quality_ok", "quality_reason", "quality_advisory",
+    "stream_gaps",
     "stream_duplicates", "stream_stalls", "joints", "confidence", "threshold", "state", "gate_reason", "active",
     "command", "targets", "seq", "armed", "estop", "sent", "acked", "link_state", "device_state", "device_faults",
     "rtt_ms", "infer_ms", "loop_ms", "duty", "latency_ms", "latency_ms_p50", "latency_ms_p99", "drops",
