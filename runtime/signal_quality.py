@@ -299,6 +299,10 @@ class SignalQuality:
         self._diff_rms = np.full(c, np.inf)
         self._lift_span = np.zeros(c)
         self._broadband = np.zeros(c)
+        # per channel, level span and broadband residual (µV) when lift-off's onset condition last held, and
+        # whether it holds now: a flag held or not yet released is described by what raised it, not by a calm now
+        self._lift_onset = np.zeros((c, 2))
+        self._lift_now = np.zeros(c, dtype=bool)
         self._last_flags = np.zeros(c, dtype=np.int64)
         self._last_reason = ""
         self._advisory_channels: np.ndarray | None = None
@@ -462,8 +466,10 @@ class SignalQuality:
             residual = recent - levels[:, None, :]
             self._broadband = np.sqrt(np.einsum("ijk,ijk->k", residual, residual) / size)
             row = _ROW[QualityFlag.LIFT_OFF]
-            active = self._lift_span > c.lift_on_uv
-            active |= self._broadband > c.lift_broadband_uv
+            onset = (self._lift_span > c.lift_on_uv) | (self._broadband > c.lift_broadband_uv)
+            self._lift_onset[onset] = np.c_[self._lift_span, self._broadband][onset]  # what the words quote
+            self._lift_now = onset
+            active = onset.copy()
             if np.count_nonzero(self._active[row]):  # release only when the level has calmed over a longer span
                 blocks = min(count // self._block, self._release_blocks)
                 longer = self._last(blocks * self._block).reshape(blocks, self._block, self.channels).mean(axis=1)
@@ -589,9 +595,11 @@ class SignalQuality:
         if flag is QualityFlag.SATURATED:
             return f"channel {ch}: saturated (held at ≥ {self._sat_level / 1000:.0f} mV, the ADC rail)"
         if flag is QualityFlag.LIFT_OFF:
+            span, broadband = self._lift_onset[ch]
+            held = "" if self._lift_now[ch] else "; held until the level settles"
             return (
-                f"channel {ch}: electrode lift-off (level moved {self._lift_span[ch] / 1000:.1f} mV in "
-                f"{c.lift_window_s * 1000:.0f} ms, residual {self._broadband[ch]:.0f} µV RMS)"
+                f"channel {ch}: electrode lift-off (level moved {span / 1000:.1f} mV in "
+                f"{c.lift_window_s * 1000:.0f} ms, residual {broadband:.0f} µV RMS{held})"
             )
         if flag is QualityFlag.FLAT:
             if self._run[ch] >= c.flat_repeat_samples - 1:

@@ -373,3 +373,21 @@ def test_malformed_chunks_are_refused() -> None:
         checker.update(np.zeros((4, 8)), np.zeros(3))
     with pytest.raises(ValueError, match="mains_hz"):
         SignalQuality(FS, 8, mains_hz=55.0)
+
+
+def test_a_lift_off_named_while_it_is_held_quotes_what_raised_it() -> None:
+    """The words are made when the verdict changes: a flat channel that ends while a lift-off is still held
+    (its level has calmed, the flag waits for release) names the lift-off by the figures of its onset."""
+    raw, stamps = clean_stream(8.0, seed=2)
+    t = stamps - stamps[0]
+    start, risen = int(3 * FS), int(3.5 * FS)
+    raw[start:risen, 5] += 20e3 * np.sin(2 * np.pi * 0.5 * (t[start:risen] - t[start]))  # up 20 mV in 0.5 s...
+    raw[risen:, 5] += 20e3  # ...and it stays there: the onset ends 0.1 s later, the release waits 0.5 s
+    flat_end = risen + int(0.3 * FS)
+    raw[risen + int(0.15 * FS) : flat_end, 2] = raw[risen, 2]  # channel 2 flat for 150 ms meanwhile
+    run = feed(raw, stamps)
+    after_flat = [r for i, r in enumerate(run.reasons) if run.times[i] > stamps[flat_end] and "lift-off" in r]
+    assert after_flat, "the lift-off was released before the flat channel ended"
+    assert "held until the level settles" in after_flat[0]
+    moved_mv = float(after_flat[0].split("level moved ")[1].split(" mV")[0])
+    assert moved_mv > 4.0, after_flat[0]  # the onset's span (> lift_on_uv), not the calm level of now
