@@ -293,6 +293,8 @@ def _job(task: tuple[str, str, int, float]) -> Run:
 
 
 RUNS_LOG = "runs.jsonl"
+BACKBONE_FREE = ("direct",)  # arches that use no backbone: their runs join a curve of any backbone
+BACKBONE_KEYS = ("backbone_sha256",)  # the settings (its confidence head among them) must still match
 RunKey = tuple[str, str, int, float]  # subject, arch, seed, minutes used
 
 
@@ -344,20 +346,23 @@ def earlier_runs(
     paths: list[Path], setting: dict[str, Any], data: dict[str, SubjectData], arches: list[str]
 ) -> tuple[dict[RunKey, Run], int]:
     """The runs of `paths` of --arches and the subjects in the data (later files win a repeated key), each checked
-    to belong to this curve, and how many were left out (another arch or subject)."""
+    to belong to this curve, and how many were left out (another arch or subject). The direct baseline uses no
+    backbone: its runs of another backbone's curve join (the same data, epochs, batch and settings make the same
+    model)."""
     runs: dict[RunKey, Run] = {}
     left_out = 0
     for path in paths:
         for their, run in read_runs(path):
-            differs = [f"{k} {their.get(k)!r} (here {v!r})" for k, v in setting.items() if their.get(k) != v]
-            if differs:
-                raise UserError(
-                    f"{path}: measured with another setting — {'; '.join(differs)}; runs of one curve must share "
-                    "them (use another --out)"
-                )
             if run.arch not in arches or run.subject not in data:
                 left_out += 1
                 continue
+            shared = {k: v for k, v in setting.items() if run.arch not in BACKBONE_FREE or k not in BACKBONE_KEYS}
+            differs = [f"{k} {their.get(k)!r} (here {v!r})" for k, v in shared.items() if their.get(k) != v]
+            if differs:
+                raise UserError(
+                    f"{path}: {run.arch} measured with another setting — {'; '.join(differs)}; runs of one curve "
+                    "must share them (use another --out)"
+                )
             heldout = str(data[run.subject].heldout.path)
             if run.heldout_file != heldout:
                 raise UserError(f"{path}: {run.subject} was evaluated on {run.heldout_file}, here on {heldout}")

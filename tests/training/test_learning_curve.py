@@ -210,6 +210,14 @@ def test_added_runs_of_another_setting_or_heldout_session_are_refused(
     printed = _quiet_main(module, [*_argv(small_world, tmp_path / "d", *added), "--arches", "direct"])
     assert "2 runs kept from" in printed and "(2 of other arches or subjects left out)" in printed
     assert "0 of the 2 asked for still to run" in printed
+    # the direct baseline uses no backbone: its runs join another backbone's curve; Mode 1's do not
+    other = str(Path(module.REPO) / "training" / "assets" / "foundation_backbone.pth")
+    printed = _quiet_main(
+        module, [*_argv(small_world, tmp_path / "e", *added), "--arches", "direct", "--backbone", other]
+    )
+    assert "2 runs kept from" in printed and "0 of the 2 asked for still to run" in printed
+    with pytest.raises(UserError, match="mode1 measured with another setting — backbone_sha256"):
+        module.main([*_argv(small_world, tmp_path / "f", *added), "--backbone", other])
 
 
 def _run(module: Any, subject: str, arch: str, seed: int, mm: float) -> Any:
