@@ -370,6 +370,16 @@ def earlier_runs(
     return runs, left_out
 
 
+def drop_partial_line(log: Path) -> bool:
+    """Cut a last line the interruption left half written (no newline at the end), so the runs appended next start
+    on a line of their own; True when one was dropped (its run is trained again)."""
+    text = log.read_text()
+    if not text or text.endswith("\n"):
+        return False
+    log.write_text(text[: text.rfind("\n") + 1])
+    return True
+
+
 def log_run(out: Path, setting: dict[str, Any], run: Run) -> None:
     """Append one finished run to OUT/runs.jsonl (one line, flushed: an interruption keeps every line written)."""
     with (out / RUNS_LOG).open("a") as log:
@@ -613,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     args.out.mkdir(parents=True, exist_ok=True)
     logged = args.out / RUNS_LOG
+    if logged.is_file() and drop_partial_line(logged):
+        print(f"note: {logged}: its last line was cut off by the interruption: that run is trained again")
     sources = [*args.add_runs, *([logged] if logged.is_file() else [])]
     done, left_out = earlier_runs(sources, setting, data, args.arches)
     todo = pending(tasks, data, done)

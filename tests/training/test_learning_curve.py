@@ -167,8 +167,8 @@ def test_every_run_is_logged_as_it_ends_and_a_rerun_trains_only_what_is_missing(
     done_out, _ = curve
     lines = (done_out / "runs.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(line)["setting"]["epochs"] == 1 for line in lines)
-    # an interrupted curve: two of the four runs logged
-    (tmp_path / "runs.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    # an interrupted curve: two of the four runs logged, and a third cut off while it was written
+    (tmp_path / "runs.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
     module = load_benchmark("learning_curve")
     trained: list[tuple] = []
     real_run_one = module.run_one
@@ -182,6 +182,7 @@ def test_every_run_is_logged_as_it_ends_and_a_rerun_trains_only_what_is_missing(
     kept = [json.loads(line)["run"] for line in lines[:2]]
     assert len(trained) == 2 and all((r["arch"], r["seed"], r["minutes_asked"]) not in trained for r in kept)
     assert "2 runs kept from" in printed and "2 of the 4 asked for still to run" in printed
+    assert "its last line was cut off by the interruption" in printed
     result = json.loads((tmp_path / "learning_curve.json").read_text())
     assert len(result["runs"]) == 4 and len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
     for old in kept:  # the kept runs enter the curve as they were measured
