@@ -141,6 +141,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="learning_curve.json or runs.jsonl of earlier curves of the same setting: their runs join this one's",
     )
     parser.add_argument(
+        "--no-training",
+        action="store_true",
+        help="train nothing: the curve of the runs already there (--add-runs, OUT/runs.jsonl); what is missing is said",
+    )
+    parser.add_argument(
         "--record-curve",
         action="store_true",
         help="keep this curve in training/assets/learning_curves.json: `mode2 train` recommends from it",
@@ -634,6 +639,13 @@ def main(argv: list[str] | None = None) -> int:
             + (f" ({left_out} of other arches or subjects left out)" if left_out else "")
             + f"; {len(todo)} of the {len(tasks)} asked for still to run"
         )
+    if args.no_training and todo:
+        missing = ", ".join(f"{s}/{a}/seed {seed}/{m:g} min" for s, a, seed, m in todo[:6])
+        more = ", …" if len(todo) > 6 else ""
+        print(f"note: --no-training: {len(todo)} asked for have no run and are left out ({missing}{more})")
+        todo = []
+    if not done and not todo:
+        raise UserError("no runs: nothing was asked for, or --no-training without --add-runs or OUT/runs.jsonl")
     _JOB.update(data=data, args=args)
     runs = list(done.values())
     if args.jobs > 1 and len(todo) > 1:

@@ -217,6 +217,13 @@ def test_added_runs_of_another_setting_or_heldout_session_are_refused(
         module, [*_argv(small_world, tmp_path / "e", *added), "--arches", "direct", "--backbone", other]
     )
     assert "2 runs kept from" in printed and "0 of the 2 asked for still to run" in printed
+    # --no-training: the curve of what is there; the runs missing are named, none is trained
+    printed = _quiet_main(module, [*_argv(small_world, tmp_path / "g", *added), "--seeds", "1", "2", "--no-training"])
+    assert "note: --no-training: 4 asked for have no run and are left out (s01/mode1/seed 2/0.5 min" in printed
+    result = json.loads((tmp_path / "g" / "learning_curve.json").read_text())
+    assert len(result["runs"]) == 4 and {r["seed"] for r in result["runs"]} == {1}
+    with pytest.raises(UserError, match="no runs"):
+        module.main([*_argv(small_world, tmp_path / "h"), "--no-training"])
     with pytest.raises(UserError, match="mode1 measured with another setting — backbone_sha256"):
         module.main([*_argv(small_world, tmp_path / "f", *added), "--backbone", other])
 
