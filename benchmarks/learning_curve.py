@@ -20,8 +20,8 @@ capped, and the output says so.
 Every finished run is appended to `OUT/runs.jsonl` at once, so a long curve interrupted (or crashed) loses only
 the runs under way: run the same command again and the runs already in `OUT/runs.jsonl` are kept, not re-run.
 `--add-runs` brings in the runs of earlier curves (their `learning_curve.json` or `runs.jsonl`) — e.g. seed 1
-measured last week beside seeds 2 and 3 today — refusing any measured with another backbone, epochs, batch size,
-Mode 2 settings or held-out session. With several seeds the table also gives the seed-to-seed spread of one
+measured last week beside seeds 2 and 3 today — leaving out runs of another backbone (but the direct baseline's,
+which uses none) and refusing runs of other epochs, batch size, Mode 2 settings or held-out session. With several seeds the table also gives the seed-to-seed spread of one
 subject (what one training run can tell), and Mode 2 − direct is paired per subject and seed.
 """
 
@@ -299,7 +299,6 @@ def _job(task: tuple[str, str, int, float]) -> Run:
 
 RUNS_LOG = "runs.jsonl"
 BACKBONE_FREE = ("direct",)  # arches that use no backbone: their runs join a curve of any backbone
-BACKBONE_KEYS = ("backbone_sha256",)  # the settings (its confidence head among them) must still match
 RunKey = tuple[str, str, int, float]  # subject, arch, seed, minutes used
 
 
@@ -349,19 +348,23 @@ def read_runs(path: Path) -> list[tuple[dict[str, Any], Run]]:
 
 def earlier_runs(
     paths: list[Path], setting: dict[str, Any], data: dict[str, SubjectData], arches: list[str]
-) -> tuple[dict[RunKey, Run], int]:
-    """The runs of `paths` of --arches and the subjects in the data (later files win a repeated key), each checked
-    to belong to this curve, and how many were left out (another arch or subject). The direct baseline uses no
-    backbone: its runs of another backbone's curve join (the same data, epochs, batch and settings make the same
-    model)."""
+) -> tuple[dict[RunKey, Run], dict[str, int]]:
+    """The runs of `paths` that belong to this curve (later files win a repeated key) and how many were left out,
+    by why: another arch or subject than asked for, or another backbone — a curve is of one backbone, but the
+    direct baseline uses none: its runs of another backbone's curve join (the same data, epochs, batch and
+    settings make the same model). Any other difference (epochs, batch, Mode 2 settings, held-out session) is an
+    error that names it."""
     runs: dict[RunKey, Run] = {}
-    left_out = 0
+    left_out = {"of other arches or subjects": 0, "of another backbone": 0}
     for path in paths:
         for their, run in read_runs(path):
             if run.arch not in arches or run.subject not in data:
-                left_out += 1
+                left_out["of other arches or subjects"] += 1
                 continue
-            shared = {k: v for k, v in setting.items() if run.arch not in BACKBONE_FREE or k not in BACKBONE_KEYS}
+            if run.arch not in BACKBONE_FREE and their.get("backbone_sha256") != setting["backbone_sha256"]:
+                left_out["of another backbone"] += 1
+                continue
+            shared = {k: v for k, v in setting.items() if k != "backbone_sha256"}
             differs = [f"{k} {their.get(k)!r} (here {v!r})" for k, v in shared.items() if their.get(k) != v]
             if differs:
                 raise UserError(
@@ -636,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     if sources:
         print(
             f"{len(done)} runs kept from {', '.join(map(str, sources))}"
-            + (f" ({left_out} of other arches or subjects left out)" if left_out else "")
+            + "".join(f" ({n} {why} left out)" for why, n in left_out.items() if n)
             + f"; {len(todo)} of the {len(tasks)} asked for still to run"
         )
     if args.no_training and todo:

@@ -211,12 +211,11 @@ def test_added_runs_of_another_setting_or_heldout_session_are_refused(
     printed = _quiet_main(module, [*_argv(small_world, tmp_path / "d", *added), "--arches", "direct"])
     assert "2 runs kept from" in printed and "(2 of other arches or subjects left out)" in printed
     assert "0 of the 2 asked for still to run" in printed
-    # the direct baseline uses no backbone: its runs join another backbone's curve; Mode 1's do not
+    # the direct baseline uses no backbone: its runs join another backbone's curve; Mode 1's are left out (and said)
     other = str(Path(module.REPO) / "training" / "assets" / "foundation_backbone.pth")
-    printed = _quiet_main(
-        module, [*_argv(small_world, tmp_path / "e", *added), "--arches", "direct", "--backbone", other]
-    )
-    assert "2 runs kept from" in printed and "0 of the 2 asked for still to run" in printed
+    printed = _quiet_main(module, [*_argv(small_world, tmp_path / "e", *added), "--backbone", other, "--no-training"])
+    assert "2 runs kept from" in printed and "(2 of another backbone left out)" in printed
+    assert "2 asked for have no run and are left out (s01/mode1/seed 1/0.5 min" in printed
     # --no-training: the curve of what is there; the runs missing are named, none is trained
     printed = _quiet_main(module, [*_argv(small_world, tmp_path / "g", *added), "--seeds", "1", "2", "--no-training"])
     assert "note: --no-training: 4 asked for have no run and are left out (s01/mode1/seed 2/0.5 min" in printed
@@ -224,8 +223,6 @@ def test_added_runs_of_another_setting_or_heldout_session_are_refused(
     assert len(result["runs"]) == 4 and {r["seed"] for r in result["runs"]} == {1}
     with pytest.raises(UserError, match="no runs"):
         module.main([*_argv(small_world, tmp_path / "h"), "--no-training"])
-    with pytest.raises(UserError, match="mode1 measured with another setting — backbone_sha256"):
-        module.main([*_argv(small_world, tmp_path / "f", *added), "--backbone", other])
 
 
 def _run(module: Any, subject: str, arch: str, seed: int, mm: float) -> Any:
