@@ -20,9 +20,11 @@ capped, and the output says so.
 Every finished run is appended to `OUT/runs.jsonl` at once, so a long curve interrupted (or crashed) loses only
 the runs under way: run the same command again and the runs already in `OUT/runs.jsonl` are kept, not re-run.
 `--add-runs` brings in the runs of earlier curves (their `learning_curve.json` or `runs.jsonl`) — e.g. seed 1
-measured last week beside seeds 2 and 3 today — leaving out runs of another backbone (but the direct baseline's,
-which uses none) and refusing runs of other epochs, batch size, Mode 2 settings or held-out session. With several seeds the table also gives the seed-to-seed spread of one
-subject (what one training run can tell), and Mode 2 − direct is paired per subject and seed.
+measured last week beside seeds 2 and 3 today — where they fit the asked design (arches, subjects, seeds,
+minutes), leaving out runs of another backbone (but the direct baseline's, which uses none) and refusing runs of
+other epochs, batch size, Mode 2 settings or held-out session; `--no-training` trains nothing. With several seeds
+the table also gives the seed-to-seed spread of one subject (what one training run can tell), and Mode 2 − direct
+is paired per subject and seed.
 """
 
 from __future__ import annotations
@@ -347,19 +349,20 @@ def read_runs(path: Path) -> list[tuple[dict[str, Any], Run]]:
 
 
 def earlier_runs(
-    paths: list[Path], setting: dict[str, Any], data: dict[str, SubjectData], arches: list[str]
+    paths: list[Path], setting: dict[str, Any], data: dict[str, SubjectData], asked: set[RunKey]
 ) -> tuple[dict[RunKey, Run], dict[str, int]]:
     """The runs of `paths` that belong to this curve (later files win a repeated key) and how many were left out,
-    by why: another arch or subject than asked for, or another backbone — a curve is of one backbone, but the
+    by why: outside the `asked` design (arch, subject, seed, minutes), or another backbone — a curve is of one
+    backbone, but the
     direct baseline uses none: its runs of another backbone's curve join (the same data, epochs, batch and
     settings make the same model). Any other difference (epochs, batch, Mode 2 settings, held-out session) is an
     error that names it."""
     runs: dict[RunKey, Run] = {}
-    left_out = {"of other arches or subjects": 0, "of another backbone": 0}
+    left_out = {"outside the arches, subjects, seeds and minutes asked for": 0, "of another backbone": 0}
     for path in paths:
         for their, run in read_runs(path):
-            if run.arch not in arches or run.subject not in data:
-                left_out["of other arches or subjects"] += 1
+            if key_of(run) not in asked:
+                left_out["outside the arches, subjects, seeds and minutes asked for"] += 1
                 continue
             if run.arch not in BACKBONE_FREE and their.get("backbone_sha256") != setting["backbone_sha256"]:
                 left_out["of another backbone"] += 1
@@ -395,13 +398,15 @@ def log_run(out: Path, setting: dict[str, Any], run: Run) -> None:
         log.flush()
 
 
+def task_key(task: tuple, data: dict[str, SubjectData]) -> RunKey:
+    """The key the task's run will have (its minutes capped as the run's will be)."""
+    subject, arch, seed, minutes = task
+    return subject, arch, seed, round(min(minutes, data[subject].available_minutes), 6)
+
+
 def pending(tasks: list[tuple], data: dict[str, SubjectData], done: dict[RunKey, Run]) -> list[tuple]:
-    """The tasks whose run is not in `done` (a task's minutes are capped as its run's will be)."""
-    return [
-        (subject, arch, seed, minutes)
-        for subject, arch, seed, minutes in tasks
-        if (subject, arch, seed, round(min(minutes, data[subject].available_minutes), 6)) not in done
-    ]
+    """The tasks whose run is not in `done`."""
+    return [task for task in tasks if task_key(task, data) not in done]
 
 
 def tasks_of(data: dict[str, SubjectData], args: argparse.Namespace) -> tuple[list[tuple], list[str]]:
@@ -634,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     if logged.is_file() and drop_partial_line(logged):
         print(f"note: {logged}: its last line was cut off by the interruption: that run is trained again")
     sources = [*args.add_runs, *([logged] if logged.is_file() else [])]
-    done, left_out = earlier_runs(sources, setting, data, args.arches)
+    done, left_out = earlier_runs(sources, setting, data, {task_key(task, data) for task in tasks})
     todo = pending(tasks, data, done)
     if sources:
         print(

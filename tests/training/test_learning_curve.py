@@ -209,7 +209,10 @@ def test_added_runs_of_another_setting_or_heldout_session_are_refused(
         module.main(_argv(small_world, tmp_path / "c", "--add-runs", str(tmp_path / "missing.json")))
     # the same setting: every run comes from the earlier curve, nothing is trained, arches not asked are left out
     printed = _quiet_main(module, [*_argv(small_world, tmp_path / "d", *added), "--arches", "direct"])
-    assert "2 runs kept from" in printed and "(2 of other arches or subjects left out)" in printed
+    assert (
+        "2 runs kept from" in printed
+        and "(2 outside the arches, subjects, seeds and minutes asked for left out)" in printed
+    )
     assert "0 of the 2 asked for still to run" in printed
     # the direct baseline uses no backbone: its runs join another backbone's curve; Mode 1's are left out (and said)
     other = str(Path(module.REPO) / "training" / "assets" / "foundation_backbone.pth")
@@ -221,6 +224,10 @@ def test_added_runs_of_another_setting_or_heldout_session_are_refused(
     assert "note: --no-training: 4 asked for have no run and are left out (s01/mode1/seed 2/0.5 min" in printed
     result = json.loads((tmp_path / "g" / "learning_curve.json").read_text())
     assert len(result["runs"]) == 4 and {r["seed"] for r in result["runs"]} == {1}
+    # runs of amounts not asked for stay out of the curve too
+    printed = _quiet_main(module, [*_argv(small_world, tmp_path / "i", *added), "--minutes", "0.5"])
+    assert "(2 outside the arches, subjects, seeds and minutes asked for left out)" in printed
+    assert {r["minutes"] for r in json.loads((tmp_path / "i" / "learning_curve.json").read_text())["rows"]} == {0.5}
     with pytest.raises(UserError, match="no runs"):
         module.main([*_argv(small_world, tmp_path / "h"), "--no-training"])
 
