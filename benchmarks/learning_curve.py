@@ -644,7 +644,11 @@ def main(argv: list[str] | None = None) -> int:
     if sources:
         print(
             f"{len(done)} runs kept from {', '.join(map(str, sources))}"
-            + "".join(f" ({n} {why} left out)" for why, n in left_out.items() if n)
+            + (
+                f" ({'; '.join(f'{n} {why}' for why, n in left_out.items() if n)} left out)"
+                if any(left_out.values())
+                else ""
+            )
             + f"; {len(todo)} of the {len(tasks)} asked for still to run"
         )
     if args.no_training and todo:
