@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.paired_variants import paired
 from firmware_bridge.emg_filter import DEFAULT_HIGHPASS_HZ, InputFilter
 from firmware_bridge.errors import UserError
 from firmware_bridge.session import Session
@@ -469,38 +470,27 @@ def seed_sd(group: list[Run], key: str) -> float | None:
 
 
 def paired_margins(runs: list[Run], a: str = "mode2", b: str = "direct") -> list[dict[str, Any]]:
-    """MPJPE of `a` − `b` per amount, paired on subject and seed (same data, same seed), averaged over a
-    subject's seeds first: the subject is the unit a new user is drawn from, so the standard error is over
-    subjects (None with one subject)."""
-
-    def pair_key(run: Run) -> tuple[str, int, float]:
-        return run.subject, run.seed, round(run.minutes_used, 6)
-
-    mine = {pair_key(r): r for r in runs if r.arch == a}
-    theirs = {pair_key(r): r for r in runs if r.arch == b}
+    """MPJPE of `a` − `b` per amount, paired on subject and seed by paired_variants.paired (same data, same seed),
+    then averaged over a subject's seeds: the subject is the unit a new user is drawn from, so the standard error
+    is over subjects (None with one subject)."""
+    by_arch: dict[str, dict[tuple, dict[str, Any]]] = {a: {}, b: {}}
+    for run in runs:
+        if run.arch in by_arch:
+            by_arch[run.arch][(run.subject, run.seed, round(run.minutes_used, 6))] = asdict(run)
+    if not by_arch[a] or not by_arch[b]:
+        return []
     rows = []
-    for minutes in sorted({k[2] for k in mine}):
-        keys = sorted(
-            k
-            for k in mine
-            if k[2] == minutes
-            and k in theirs
-            and _value(mine[k], "mpjpe_mean_mm") is not None
-            and _value(theirs[k], "mpjpe_mean_mm") is not None
-        )
-        if not keys:
-            continue
-        delta = {k: mine[k].metrics["mpjpe_mean_mm"] - theirs[k].metrics["mpjpe_mean_mm"] for k in keys}
-        subjects = list(dict.fromkeys(k[0] for k in keys))
-        per_subject = np.array([np.mean([d for k, d in delta.items() if k[0] == s]) for s in subjects])
+    for row in paired(by_arch, b):
+        delta, subjects = np.array(row["delta"]), np.array(row["subjects"])
+        per_subject = np.array([delta[subjects == s].mean() for s in dict.fromkeys(row["subjects"])])
         rows.append(
             {
-                "minutes": minutes,
+                "minutes": row["minutes"],
                 "mean_mm": float(per_subject.mean()),
-                "se_mm": float(per_subject.std(ddof=1) / np.sqrt(len(subjects))) if len(subjects) > 1 else None,
-                "subjects": len(subjects),
-                "pairs": len(keys),
-                "wins": int(sum(d < 0 for d in delta.values())),
+                "se_mm": float(per_subject.std(ddof=1) / np.sqrt(len(per_subject))) if len(per_subject) > 1 else None,
+                "subjects": len(per_subject),
+                "pairs": len(delta),
+                "wins": row["wins"],
             }
         )
     return rows

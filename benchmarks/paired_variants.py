@@ -65,6 +65,7 @@ def paired(
                     "arch": arch,
                     "minutes": minutes,
                     "pairs": [f"{k[0]}/seed {k[1]}" for k in keys],
+                    "subjects": [k[0] for k in keys],
                     "delta": delta,
                     "mean_delta": float(np.mean(delta)),
                     "wins": sum(d * METRICS[metric][1] > 0 for d in delta),

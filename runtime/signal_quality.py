@@ -467,7 +467,8 @@ class SignalQuality:
             self._broadband = np.sqrt(np.einsum("ijk,ijk->k", residual, residual) / size)
             row = _ROW[QualityFlag.LIFT_OFF]
             onset = (self._lift_span > c.lift_on_uv) | (self._broadband > c.lift_broadband_uv)
-            self._lift_onset[onset] = np.c_[self._lift_span, self._broadband][onset]  # what the words quote
+            if np.count_nonzero(onset):  # what the words quote (rare: not on every evaluation)
+                self._lift_onset[onset] = np.c_[self._lift_span, self._broadband][onset]
             self._lift_now = onset
             active = onset.copy()
             if np.count_nonzero(self._active[row]):  # release only when the level has calmed over a longer span
